@@ -1,0 +1,1 @@
+"""Calendar back ends behind one small interface (`connectors.base.Connector`)."""

@@ -1,0 +1,314 @@
+"""Fetch a calendar from a file or URL, with conditional requests and a private copy of the last good one.
+
+Secret calendar addresses (Google's "secret address in iCal format", Outlook's published calendars) carry
+the secret in the path, so no message here shows more of a URL than its scheme and host (`redact`).
+Calendars are private: cached copies are written atomically with mode 0600 in a 0700 directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import httpx
+
+from connectors.atomic import write_atomic
+from connectors.base import ConnectorError
+from connectors.ics_blocks import not_a_calendar
+
+DEFAULT_MAX_BYTES = 100 * 1024 * 1024
+_HTTP_SCHEMES = {"http": "http", "https": "https", "webcal": "https", "webcals": "https"}
+_DNS_FAILURE = re.compile(
+    r"name or service not known|nodename nor servname|temporary failure in name resolution|"
+    r"getaddrinfo|no address associated|name resolution",
+    re.IGNORECASE,
+)
+_USER_AGENT = "circleback/0.1 (calendar reader)"
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """One fetch. `not_modified`: the content equals the last good copy (a 304, or the same bytes)."""
+
+    data: bytes
+    from_cache: bool
+    not_modified: bool
+    etag: str | None = None
+    last_modified: str | None = None
+    sha256: str = ""
+    fetched_at: datetime | None = None  # when these bytes were last fetched successfully
+    warning: str | None = None  # a non-fatal problem, e.g. the cache could not be written
+
+
+def redact(location: str) -> str:
+    """Scheme and host of a URL, with the path, query and credentials hidden; local paths as they are."""
+    parts = urlsplit(location.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in _HTTP_SCHEMES:
+        return location if scheme != "file" else unquote(parts.path)
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    hidden = "/…" if (parts.path not in ("", "/") or parts.query or parts.fragment) else ""
+    return f"{scheme}://{host}{port}{hidden}"
+
+
+def http_url(location: str) -> str | None:
+    """The URL to GET for an http(s):// or webcal:// location (webcal means https), or None if local."""
+    parts = urlsplit(location.strip())
+    scheme = _HTTP_SCHEMES.get(parts.scheme.lower())
+    if scheme is None:
+        return None
+    return parts._replace(scheme=scheme).geturl()
+
+
+def local_path(location: str) -> Path:
+    parts = urlsplit(location.strip())
+    if parts.scheme.lower() == "file":
+        return Path(unquote(parts.path))
+    return Path(location).expanduser()
+
+
+class Fetcher:
+    """Reads sources and keeps the last good copy of each under `cache_dir`."""
+
+    def __init__(
+        self,
+        cache_dir: Path,
+        timeout: float = 20.0,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.cache_dir = cache_dir
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.clock = clock
+
+    def fetch(self, name: str, location: str) -> FetchResult:
+        """The current content; raises ConnectorError(name, reason) when there is none to be had."""
+        url = http_url(location)
+        if url is None:
+            data = self._read_file(name, local_path(location))
+            return self._accept(name, location, data, etag=None, last_modified=None)
+        scheme = urlsplit(location.strip()).scheme.lower()
+        if scheme not in _HTTP_SCHEMES:
+            raise ConnectorError(name, f"unsupported address scheme {scheme!r}", retryable=False)
+        return self._fetch_http(name, location, url)
+
+    def cached(self, name: str, location: str) -> FetchResult | None:
+        """The last good copy, or None if there is none (or it is damaged)."""
+        data_path, meta_path = self._paths(name, location)
+        try:
+            data = data_path.read_bytes()
+        except OSError:
+            return None
+        meta = _read_meta(meta_path)
+        digest = hashlib.sha256(data).hexdigest()
+        if meta.get("sha256") != digest:
+            # The copy outlived its metadata (a crash between the two writes): usable, but not for
+            # conditional requests.
+            meta = {}
+        fetched = meta.get("fetched_at")
+        return FetchResult(
+            data=data,
+            from_cache=True,
+            not_modified=False,
+            etag=_str_or_none(meta.get("etag")),
+            last_modified=_str_or_none(meta.get("last_modified")),
+            sha256=digest,
+            fetched_at=datetime.fromisoformat(fetched) if isinstance(fetched, str) else None,
+        )
+
+    def _read_file(self, name: str, path: Path) -> bytes:
+        shown = str(path)
+        try:
+            size = path.stat().st_size
+            if size > self.max_bytes:
+                raise ConnectorError(name, f"{shown} is larger than {_mib(self.max_bytes)}")
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ConnectorError(name, f"{shown}: no such file") from None
+        except IsADirectoryError:
+            raise ConnectorError(
+                name, f"{shown} is a directory, not a calendar file", retryable=False
+            ) from None
+        except PermissionError:
+            raise ConnectorError(name, f"{shown}: permission denied") from None
+        except OSError as exc:
+            raise ConnectorError(name, f"{shown}: {exc.strerror or exc}") from None
+        reason = not_a_calendar(data)
+        if reason is not None:
+            raise ConnectorError(name, f"{shown} is {reason}")
+        return data
+
+    def _fetch_http(self, name: str, location: str, url: str) -> FetchResult:
+        shown = redact(url)
+        previous = self.cached(name, location)
+        headers = {"Accept": "text/calendar, text/plain;q=0.5, */*;q=0.1", "User-Agent": _USER_AGENT}
+        if previous is not None:
+            if previous.etag:
+                headers["If-None-Match"] = previous.etag
+            if previous.last_modified:
+                headers["If-Modified-Since"] = previous.last_modified
+        deadline = time.monotonic() + self.timeout
+        try:
+            with (
+                httpx.Client(timeout=self.timeout, follow_redirects=True) as client,
+                client.stream("GET", url, headers=headers) as response,
+            ):
+                if response.status_code == 304:
+                    if previous is None:
+                        raise ConnectorError(
+                            name, f"{shown} answered 304 Not Modified to an unconditional GET"
+                        )
+                    return FetchResult(
+                        data=previous.data,
+                        from_cache=True,
+                        not_modified=True,
+                        etag=previous.etag,
+                        last_modified=previous.last_modified,
+                        sha256=previous.sha256,
+                        fetched_at=previous.fetched_at,
+                    )
+                if not 200 <= response.status_code < 300:
+                    status = response.status_code
+                    raise ConnectorError(
+                        name,
+                        f"HTTP {status} {response.reason_phrase} from {shown}".rstrip(),
+                        retryable=status >= 500 or status in (408, 429),
+                    )
+                data = self._body(name, shown, response, deadline)
+                etag = response.headers.get("ETag")
+                last_modified = response.headers.get("Last-Modified")
+        except httpx.TimeoutException:
+            raise ConnectorError(name, f"timed out after {self.timeout:g} s fetching {shown}") from None
+        except httpx.ConnectError as exc:
+            text = _scrub(str(exc), url)
+            if _DNS_FAILURE.search(text):
+                host = urlsplit(url).hostname or "?"
+                raise ConnectorError(name, f"cannot resolve host {host} (DNS): {text}") from None
+            raise ConnectorError(name, f"cannot connect to {shown}: {text}") from None
+        except httpx.TooManyRedirects:
+            raise ConnectorError(name, f"too many redirects fetching {shown}") from None
+        except httpx.HTTPError as exc:
+            raise ConnectorError(name, f"fetching {shown} failed: {_scrub(str(exc), url)}") from None
+        reason = not_a_calendar(data)
+        if reason == "an HTML page, not a calendar":
+            raise ConnectorError(name, f"{shown} returned HTML, not a calendar")
+        if reason is not None:
+            raise ConnectorError(name, f"{shown} returned {reason}")
+        return self._accept(name, location, data, etag=etag, last_modified=last_modified, previous=previous)
+
+    def _body(self, name: str, shown: str, response: httpx.Response, deadline: float) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise ConnectorError(name, f"{shown} sent more than {_mib(self.max_bytes)}")
+            if time.monotonic() > deadline:
+                # httpx's timeout is per read; a server dripping bytes must not hold a cycle forever.
+                raise ConnectorError(name, f"timed out after {self.timeout:g} s fetching {shown}")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _accept(
+        self,
+        name: str,
+        location: str,
+        data: bytes,
+        *,
+        etag: str | None,
+        last_modified: str | None,
+        previous: FetchResult | None = None,
+    ) -> FetchResult:
+        digest = hashlib.sha256(data).hexdigest()
+        if previous is None:
+            previous = self.cached(name, location)
+        same = previous is not None and previous.sha256 == digest
+        now = self.clock()
+        warning = None
+        try:
+            self._store(name, location, data if not same else None, digest, etag, last_modified, now)
+        except OSError as exc:
+            warning = f"{name}: cannot keep a copy in {self.cache_dir}: {exc.strerror or exc}"
+        return FetchResult(
+            data=data,
+            from_cache=False,
+            not_modified=same,
+            etag=etag,
+            last_modified=last_modified,
+            sha256=digest,
+            fetched_at=now,
+            warning=warning,
+        )
+
+    def _store(
+        self,
+        name: str,
+        location: str,
+        data: bytes | None,
+        digest: str,
+        etag: str | None,
+        last_modified: str | None,
+        now: datetime,
+    ) -> None:
+        data_path, meta_path = self._paths(name, location)
+        self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if data is not None:
+            write_atomic(data_path, data, mode=0o600)
+        meta = {
+            "source": name,
+            "location": redact(location),
+            "sha256": digest,
+            "size": data_path.stat().st_size,
+            "etag": etag,
+            "last_modified": last_modified,
+            "fetched_at": now.isoformat(),
+        }
+        write_atomic(meta_path, json.dumps(meta, indent=2).encode(), mode=0o600)
+
+    def _paths(self, name: str, location: str) -> tuple[Path, Path]:
+        # Keyed by the location too, so a new secret address never answers with the old one's copy.
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")[:40] or "source"
+        digest = hashlib.sha256(f"{name}\0{location.strip()}".encode()).hexdigest()[:16]
+        base = self.cache_dir / f"{slug}-{digest}"
+        return base.with_suffix(".ics"), base.with_suffix(".json")
+
+
+def _read_meta(path: Path) -> dict[str, object]:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _scrub(text: str, url: str) -> str:
+    """Remove a URL's secret parts from a library's message, in case it quotes the URL."""
+    text = text.replace(url, redact(url))
+    parts = urlsplit(url)
+    for secret in (parts.path, parts.query, parts.username, parts.password):
+        if secret and len(secret) > 1:
+            text = text.replace(secret, "…")
+    return text
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):g} MiB"

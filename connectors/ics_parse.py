@@ -1,0 +1,597 @@
+"""Read an ICS export into busy time and observed events, skipping (and naming) what cannot be read.
+
+When an event blocks time (the busy rule):
+- A cancelled event (STATUS:CANCELLED) never blocks; it is still observed, with `cancelled=True`, so the
+  reconciler knows it did not happen. An event one of the owner's addresses declined (PARTSTAT=DECLINED)
+  neither blocks nor is observed.
+- Outlook's X-MICROSOFT-CDO-BUSYSTATUS decides when present: BUSY, OOF and TENTATIVE block, FREE and
+  WORKINGELSEWHERE do not.
+- Otherwise TRANSP decides: OPAQUE blocks, TRANSPARENT does not.
+- With neither, a timed event blocks (RFC 5545's default) and an all-day event does not: Google and Apple
+  mark all-day events TRANSPARENT unless the person chose "busy", and birthdays and holidays arrive with no
+  mark at all, so only an explicit mark makes a whole day busy.
+- An all-day event covers whole days in the calendar's zone: X-WR-TIMEZONE, else the caller's default
+  zone, else UTC. Floating times (no zone) are read in that zone too.
+`Observation.transparent` is true exactly when the event's own marks say it does not block.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import Any
+
+from icalendar import Component, vDDDLists, vDDDTypes, vText
+from icalendar.timezone import tzp
+from recurring_ical_events import EventAdapter, Occurrence, Series
+
+from connectors.ics_blocks import Block, lex
+from schedules.events import Attendee, Interval, Observation, PartStat, Snapshot
+
+# A series denser than this is a broken or hostile rule; expanding it could take minutes.
+MAX_PER_DAY = 24
+# Bounds one series within one window, so one rule cannot flood a read.
+MAX_INSTANCES = 20_000
+
+# Everything the reader looks at; the lexer leaves the rest of an event out before parsing.
+_READ = frozenset(
+    {
+        "UID", "DTSTART", "DTEND", "DURATION", "RRULE", "RDATE", "EXDATE", "RECURRENCE-ID", "SEQUENCE",
+        "SUMMARY", "STATUS", "TRANSP", "ATTENDEE", "ORGANIZER", "X-MICROSOFT-CDO-BUSYSTATUS",
+        "X-CIRCLEBACK-KEY",
+    }
+)  # fmt: skip
+_TIMING = frozenset({"DTSTART", "DTEND", "DURATION", "RRULE", "RDATE", "EXDATE", "RECURRENCE-ID"})
+_BUSY_STATUS = {"BUSY": True, "OOF": True, "TENTATIVE": True, "FREE": False, "WORKINGELSEWHERE": False}
+_PER_DAY = {"SECONDLY": 86400, "MINUTELY": 1440, "HOURLY": 24}
+_FINER_THAN = {"BYHOUR": ("HOURLY", "MINUTELY", "SECONDLY"), "BYMINUTE": ("MINUTELY", "SECONDLY")}
+_DAY = timedelta(days=1)
+
+
+class _Skip(Exception):
+    """This component cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class _Details:
+    """What one VEVENT says about itself, read once and shared by every instance it produces."""
+
+    uid: str
+    summary: str
+    attendees: tuple[Attendee, ...]
+    organizer: str | None
+    cancelled: bool
+    blocks: bool  # by its own marks; cancellation and the owner's decline are applied later
+    circleback_key: str | None
+    recurrence_id: date | None
+    start: date
+
+
+@dataclass(frozen=True)
+class _Seen:
+    observation: Observation
+    blocks: bool
+
+
+class _Adapter(EventAdapter):  # type: ignore[misc]
+    """The library's event adapter, carrying our reading of the component to its occurrences."""
+
+    def __init__(self, component: Component, details: _Details) -> None:
+        super().__init__(component)
+        self.details = details
+
+
+class _Occurrence(Occurrence):  # type: ignore[misc]
+    def __init__(self, adapter: _Adapter, start: Any, end: Any, sequence: int) -> None:
+        super().__init__(adapter, start, end, sequence=sequence)
+        self.details = adapter.details
+
+
+class _Series(Series):  # type: ignore[misc]
+    """Uses the library's documented hook for the occurrence class, so instances keep their `_Details`
+    and need not be copied into new components (a copy per instance is most of the cost)."""
+
+    def occurrence(self, adapter: _Adapter, start: Any = None, end: Any = None) -> _Occurrence:
+        return _Occurrence(adapter, start, end, self.sequence)
+
+
+@dataclass(frozen=True)
+class _Recurring:
+    uid: str
+    line: int
+    series: _Series
+
+
+@dataclass(frozen=True)
+class ParsedCalendar:
+    """A calendar read once and reusable for any window (the expensive part of a read)."""
+
+    source: str
+    zone: tzinfo
+    singles: tuple[_Seen, ...]
+    recurring: tuple[_Recurring, ...]
+    warnings: tuple[str, ...]
+
+
+def parse_calendar(
+    data: bytes,
+    source: str,
+    window: Interval,
+    *,
+    default_tz: str | None = None,
+    owner_emails: Collection[str] = (),
+) -> Snapshot:
+    """Busy time and observations for event instances overlapping `window`; never raises on bad content."""
+    return expand(load_calendar(data, source, default_tz=default_tz), window, owner_emails=owner_emails)
+
+
+def load_calendar(data: bytes, source: str, *, default_tz: str | None = None) -> ParsedCalendar:
+    """Parse and validate every component; each bad one becomes a warning naming `source` and its UID/line."""
+    try:
+        with _collector_paused():
+            return _Loader(source, default_tz).load(data)
+    except Exception as exc:  # the contract is "never raises": a bug here must not stop a cycle
+        reason = f"could not be read ({type(exc).__name__}: {exc}); no events read"
+        return ParsedCalendar(source, UTC, (), (), (f"{source}: {reason}",))
+
+
+def expand(parsed: ParsedCalendar, window: Interval, *, owner_emails: Collection[str] = ()) -> Snapshot:
+    """The instances of a parsed calendar overlapping `window`, recurrences expanded."""
+    owners = frozenset(email.strip().casefold() for email in owner_emails)
+    warnings = list(parsed.warnings)
+    seen = [item for item in parsed.singles if _overlaps(item.observation, window)]
+    with _collector_paused():
+        for recurring in parsed.recurring:
+            try:
+                seen.extend(_instances(recurring, parsed, window, warnings))
+            except Exception as exc:
+                warnings.append(
+                    f"{parsed.source}: line {recurring.line}: event {recurring.uid!r}: "
+                    f"cannot expand its recurrence ({exc}); skipped"
+                )
+    kept = [item for item in seen if not _declined_by(item.observation, owners)]
+    kept.sort(key=lambda item: _order(item.observation))
+    busy = _merge(
+        Interval(item.observation.start, item.observation.end)
+        for item in kept
+        if item.blocks and not item.observation.cancelled and item.observation.end > item.observation.start
+    )
+    return Snapshot(
+        busy=tuple(busy),
+        observations=tuple(item.observation for item in kept),
+        warnings=tuple(warnings),
+    )
+
+
+def _instances(
+    recurring: _Recurring, parsed: ParsedCalendar, window: Interval, warnings: list[str]
+) -> list[_Seen]:
+    # A day of margin each side: all-day and floating instances are compared before zones are applied.
+    result: list[_Seen] = []
+    for count, occurrence in enumerate(recurring.series.between(window.start - _DAY, window.end + _DAY)):
+        if count == MAX_INSTANCES:
+            warnings.append(
+                f"{parsed.source}: line {recurring.line}: event {recurring.uid!r}: more than "
+                f"{MAX_INSTANCES} instances in the window; the rest are ignored"
+            )
+            break
+        details: _Details = occurrence.details
+        # A moved instance keeps the RECURRENCE-ID it was written with; any other instance is named by
+        # its start, as RFC 5545 does.
+        own = details.recurrence_id is not None and occurrence.start == details.start
+        item = _observe(
+            details,
+            occurrence.start,
+            occurrence.end,
+            parsed.source,
+            parsed.zone,
+            recurrence_id=details.recurrence_id if own else occurrence.start,
+        )
+        if _overlaps(item.observation, window):
+            result.append(item)
+    return result
+
+
+class _Loader:
+    def __init__(self, source: str, default_tz: str | None) -> None:
+        self.source = source
+        self.default_tz = default_tz
+        self.warnings: list[str] = []
+        self.zone: tzinfo = UTC
+        self.shift_utc = False
+
+    def load(self, data: bytes) -> ParsedCalendar:
+        lexed = lex(data, self.source, event_properties=_READ)
+        self.warnings.extend(lexed.warnings)
+        self._choose_zone(lexed.properties)
+        scale = lexed.properties.get("CALSCALE", "GREGORIAN").upper()
+        if scale != "GREGORIAN":
+            self.warnings.append(f"{self.source}: CALSCALE {scale} is not supported; no events read")
+            return self._result([], [])
+        # Parsing a VTIMEZONE registers its TZID with icalendar, which events then resolve at parse time.
+        for block in lexed.blocks:
+            if block.name == "VTIMEZONE":
+                self._timezone(block)
+        groups: dict[str, list[tuple[Block, Component]]] = defaultdict(list)
+        for block in lexed.blocks:
+            if block.name == "VEVENT":
+                read = self._event(block)
+                if read is not None:
+                    groups[read[0]].append((block, read[1]))
+        singles: list[_Seen] = []
+        recurring: list[_Recurring] = []
+        for uid, group in groups.items():
+            self._group(uid, group, singles, recurring)
+        return self._result(singles, recurring)
+
+    def _result(self, singles: list[_Seen], recurring: list[_Recurring]) -> ParsedCalendar:
+        return ParsedCalendar(self.source, self.zone, tuple(singles), tuple(recurring), tuple(self.warnings))
+
+    def _choose_zone(self, properties: dict[str, str]) -> None:
+        fallback = "UTC"
+        wr = properties.get("X-WR-TIMEZONE", "").strip().strip('"')
+        if wr:
+            zone = resolve_zone(wr)
+            if zone is not None:
+                self.zone, self.shift_utc = zone, True
+                return
+            fallback = self.default_tz or "UTC"
+            self.warnings.append(f"{self.source}: unknown X-WR-TIMEZONE {wr!r}; using {fallback}")
+        if self.default_tz:
+            zone = resolve_zone(self.default_tz)
+            if zone is not None:
+                self.zone = zone
+                return
+            self.warnings.append(f"{self.source}: unknown default time zone {self.default_tz!r}; using UTC")
+
+    def _timezone(self, block: Block) -> None:
+        try:
+            Component.from_ical(block.text)
+        except Exception as exc:
+            self.warnings.append(
+                f"{self.source}: line {block.line}: VTIMEZONE {block.uid() or ''}: unreadable ({exc}); "
+                "events using it are read in the calendar's zone"
+            )
+
+    def _event(self, block: Block) -> tuple[str, Component] | None:
+        uid = block.uid()
+        label = f"{self.source}: line {block.line}: event " + (repr(uid) if uid else "without UID")
+        self.warnings.extend(f"{label}: {note}" for note in block.notes)
+        try:
+            component = Component.from_ical(block.text)
+            self._check(component, label)
+            uid = self._uid(component, block, label)
+            return uid, component
+        except _Skip as skip:
+            self.warnings.append(f"{label}: {skip}; skipped")
+        except Exception as exc:
+            self.warnings.append(f"{label}: unreadable ({type(exc).__name__}: {exc}); skipped")
+        return None
+
+    def _uid(self, component: Component, block: Block, label: str) -> str:
+        uid = _text(component.get("UID")).strip()
+        if uid:
+            return uid
+        # A stand-in that stays the same while the event does, so re-reading never duplicates it.
+        stable = "\n".join(line for line in block.lines if not line.upper().startswith("DTSTAMP"))
+        uid = "no-uid-" + hashlib.sha256(stable.encode()).hexdigest()[:16]
+        component["UID"] = vText(uid)
+        self.warnings.append(f"{label}: no UID; using {uid!r}")
+        return uid
+
+    def _check(self, component: Component, label: str) -> None:
+        broken = sorted({name for name, _ in component.errors if name in _TIMING})
+        if broken:
+            details = "; ".join(f"{name}: {msg}" for name, msg in component.errors if name in broken)
+            raise _Skip(f"unreadable {', '.join(broken)} ({details})")
+        other = sorted({name or "content line" for name, _ in component.errors})
+        if other:
+            self.warnings.append(f"{label}: ignored unreadable {', '.join(other)}")
+        for name in ("DTSTART", "DTEND", "DURATION", "RECURRENCE-ID"):
+            if isinstance(component.get(name), list):
+                raise _Skip(f"more than one {name}")
+        if "DTSTART" not in component:
+            raise _Skip("no DTSTART")
+        for note in self._anchor(component):
+            self.warnings.append(f"{label}: {note}")
+        start = _when(component, "DTSTART")
+        end = _end(component, start)
+        if end < start:
+            raise _Skip(f"ends before it starts ({_show(end)} < {_show(start)})")
+        if "RRULE" in component:
+            _check_density(_prop(component, "RRULE"))
+
+    def _anchor(self, component: Component) -> list[str]:
+        """Give every time a zone: floating ones (and unknown TZIDs) the calendar's, and with X-WR-TIMEZONE
+        UTC ones too, as Google means them (so a weekly 09:00 stays 09:00 across DST)."""
+        notes: list[str] = []
+        for name in ("DTSTART", "DTEND", "RECURRENCE-ID"):
+            prop = component.get(name)
+            if prop is None:
+                continue
+            value = self._anchored(prop.dt, prop.params.get("TZID"), notes)
+            if value is not prop.dt:
+                replacement = vDDDTypes(value)
+                for key, param in prop.params.items():
+                    if key not in ("TZID", "VALUE"):
+                        replacement.params[key] = param
+                component[name] = replacement
+        for name in ("EXDATE", "RDATE"):
+            prop = component.get(name)
+            if prop is None:
+                continue
+            lists = prop if isinstance(prop, list) else [prop]
+            anchored = [self._anchored_list(each, notes) for each in lists]
+            if any(new is not old for new, old in zip(anchored, lists, strict=True)):
+                component[name] = anchored if isinstance(prop, list) else anchored[0]
+        return sorted(set(notes))
+
+    def _anchored_list(self, values: vDDDLists, notes: list[str]) -> vDDDLists:
+        tzid = values.params.get("TZID")
+        items: list[Any] = []
+        changed = False
+        for item in values.dts:
+            old = item.dt
+            if isinstance(old, tuple):
+                first = self._anchored(old[0], tzid, notes)
+                second = old[1] if isinstance(old[1], timedelta) else self._anchored(old[1], tzid, notes)
+                new: Any = (first, second)
+                changed = changed or first is not old[0] or second is not old[1]
+            else:
+                new = self._anchored(old, tzid, notes)
+                changed = changed or new is not old
+            items.append(new)
+        if not changed:
+            return values
+        result = vDDDLists(items)
+        if "VALUE" in values.params:
+            result.params["VALUE"] = values.params["VALUE"]
+        return result
+
+    def _anchored(self, value: Any, tzid: str | None, notes: list[str]) -> Any:
+        if not isinstance(value, datetime):
+            return value
+        if value.tzinfo is None:
+            if tzid:
+                notes.append(f"unknown TZID {tzid!r}; read in {zone_name(self.zone)}")
+            return value.replace(tzinfo=self.zone)
+        if self.shift_utc and value.utcoffset() == timedelta(0) and (value.tzname() or "").upper() == "UTC":
+            return value.astimezone(self.zone)
+        return value
+
+    def _group(
+        self,
+        uid: str,
+        group: list[tuple[Block, Component]],
+        singles: list[_Seen],
+        recurring: list[_Recurring],
+    ) -> None:
+        line = group[0][0].line
+        try:
+            if len(group) == 1 and "RRULE" not in group[0][1] and "RDATE" not in group[0][1]:
+                component = group[0][1]
+                details = _details(component)
+                singles.append(
+                    _observe(
+                        details,
+                        details.start,
+                        _end(component, details.start),
+                        self.source,
+                        self.zone,
+                        recurrence_id=details.recurrence_id,
+                    )
+                )
+            else:
+                # Master, RECURRENCE-ID overrides and SEQUENCE duplicates are resolved by the library.
+                series = _Series([_Adapter(component, _details(component)) for _, component in group])
+                recurring.append(_Recurring(uid, line, series))
+        except Exception as exc:
+            self.warnings.append(
+                f"{self.source}: line {line}: event {uid!r}: "
+                f"unreadable ({type(exc).__name__}: {exc}); skipped"
+            )
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Parsing allocates hundreds of thousands of long-lived objects and no cycles worth collecting; left
+    on, the cyclic collector rescans them all again and again and a 50,000-event read takes twice as long."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def resolve_zone(name: str) -> tzinfo | None:
+    """An IANA name, a Windows name ("W. Europe Standard Time") or a VTIMEZONE seen earlier; else None."""
+    try:
+        return tzp.timezone(name)
+    except Exception:
+        return None
+
+
+def zone_name(zone: tzinfo) -> str:
+    return str(getattr(zone, "key", None) or zone.tzname(None) or zone)
+
+
+def _end(component: Component, start: date) -> date:
+    if "DTEND" in component:
+        end = _when(component, "DTEND")
+        if isinstance(end, datetime) != isinstance(start, datetime):
+            raise _Skip("DTSTART and DTEND are not both dates or both date-times")
+        return end
+    if "DURATION" in component:
+        duration = _prop(component, "DURATION").dt
+        if not isinstance(duration, timedelta):
+            raise _Skip(f"DURATION is not a duration ({duration!r})")
+        if not isinstance(start, datetime) and duration % _DAY:
+            raise _Skip("an all-day event with a DURATION of part of a day")
+        return start + duration
+    return start if isinstance(start, datetime) else start + _DAY
+
+
+def _prop(component: Component, name: str) -> Any:
+    """A property as icalendar parsed it (its declared type is a union of every value type)."""
+    return component.get(name)
+
+
+def _when(component: Component, name: str) -> date:
+    value = _prop(component, name).dt
+    if not isinstance(value, date):
+        raise _Skip(f"{name} is not a date or a date-time ({value!r})")
+    return value
+
+
+def _check_density(rules: Any) -> None:
+    for rule in rules if isinstance(rules, list) else [rules]:
+        freq = str((rule.get("FREQ") or ["?"])[0]).upper()
+        interval = max(int((rule.get("INTERVAL") or [1])[0]), 1)
+        per_day = _PER_DAY.get(freq, 1) / interval
+        for part, finer in _FINER_THAN.items():
+            if rule.get(part) and freq not in finer:
+                per_day *= len(rule[part])
+        if rule.get("BYSECOND") and freq != "SECONDLY":
+            per_day *= len(rule["BYSECOND"])
+        if per_day > MAX_PER_DAY:
+            raise _Skip(f"RRULE repeats {per_day:g} times a day (more than {MAX_PER_DAY} is not a meeting)")
+
+
+def _details(component: Component) -> _Details:
+    start = _when(component, "DTSTART")
+    rid = component.get("RECURRENCE-ID")
+    return _Details(
+        uid=_text(component.get("UID")).strip(),
+        summary=_text(component.get("SUMMARY")),
+        attendees=tuple(_attendees(component.get("ATTENDEE"))),
+        organizer=_address(component.get("ORGANIZER")),
+        cancelled=_text(component.get("STATUS")).strip().upper() == "CANCELLED",
+        blocks=_blocks(component, all_day=not isinstance(start, datetime)),
+        circleback_key=_text(component.get("X-CIRCLEBACK-KEY")).strip() or None,
+        recurrence_id=rid.dt if rid is not None else None,
+        start=start,
+    )
+
+
+def _observe(
+    details: _Details,
+    start: date,
+    end: date,
+    source: str,
+    zone: tzinfo,
+    *,
+    recurrence_id: date | None,
+) -> _Seen:
+    start_utc = _to_utc(start, zone)
+    observation = Observation(
+        source=source,
+        uid=details.uid,
+        start=start_utc,
+        end=max(_to_utc(end, zone), start_utc),
+        summary=details.summary,
+        attendees=details.attendees,
+        organizer=details.organizer,
+        cancelled=details.cancelled,
+        transparent=not details.blocks,
+        all_day=not isinstance(start, datetime),
+        recurrence_id=_to_utc(recurrence_id, zone) if recurrence_id is not None else None,
+        circleback_key=details.circleback_key,
+    )
+    return _Seen(observation, details.blocks)
+
+
+def _blocks(component: Component, all_day: bool) -> bool:
+    status = _text(component.get("X-MICROSOFT-CDO-BUSYSTATUS")).strip().upper()
+    if status in _BUSY_STATUS:
+        return _BUSY_STATUS[status]
+    transp = _text(component.get("TRANSP")).strip().upper()
+    if transp in ("OPAQUE", "TRANSPARENT"):
+        return transp == "OPAQUE"
+    return not all_day
+
+
+def _attendees(value: Any) -> Iterator[Attendee]:
+    seen: set[str] = set()
+    for item in value if isinstance(value, list) else [value] if value is not None else []:
+        email = _address(item)
+        if email is None or email in seen:
+            continue
+        seen.add(email)
+        params = getattr(item, "params", {})
+        try:
+            partstat = PartStat(str(params.get("PARTSTAT", "NEEDS-ACTION")).upper())
+        except ValueError:
+            partstat = PartStat.NEEDS_ACTION
+        yield Attendee(email=email, partstat=partstat)
+
+
+def _address(value: Any) -> str | None:
+    """The lower-cased e-mail of a CAL-ADDRESS: its mailto: value, else its EMAIL parameter (Apple writes
+    iCloud attendees as urn:uuid: with the address in EMAIL), else None."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text[:7].lower() == "mailto:":
+        text = text[7:]
+    text = text.strip().lower()
+    if "@" in text:
+        return text
+    email = str(getattr(value, "params", {}).get("EMAIL", "")).strip().strip('"').lower()
+    return email if "@" in email else None
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return "" if value is None else str(value)
+
+
+def _to_utc(value: date, zone: tzinfo) -> datetime:
+    if not isinstance(value, datetime):
+        value = datetime.combine(value, time(0), tzinfo=zone)
+    elif value.tzinfo is None:
+        value = value.replace(tzinfo=zone)
+    return value.astimezone(UTC)
+
+
+def _show(value: date) -> str:
+    return value.isoformat()
+
+
+def _overlaps(observation: Observation, window: Interval) -> bool:
+    if observation.start == observation.end:
+        return window.start <= observation.start < window.end
+    return observation.start < window.end and window.start < observation.end
+
+
+def _declined_by(observation: Observation, owners: frozenset[str]) -> bool:
+    return bool(owners) and any(
+        a.partstat is PartStat.DECLINED and a.email.casefold() in owners for a in observation.attendees
+    )
+
+
+_EPOCH = datetime(1, 1, 1, tzinfo=UTC)
+
+
+def _order(observation: Observation) -> tuple[datetime, datetime, str, datetime]:
+    return (observation.start, observation.end, observation.uid, observation.recurrence_id or _EPOCH)
+
+
+def _merge(intervals: Iterable[Interval]) -> list[Interval]:
+    merged: list[Interval] = []
+    for interval in sorted(intervals):
+        if merged and interval.start <= merged[-1].end:
+            if interval.end > merged[-1].end:
+                merged[-1] = Interval(merged[-1].start, interval.end)
+        else:
+            merged.append(interval)
+    return merged

@@ -1,0 +1,110 @@
+"""A person's own calendar, read from an ICS file or a (secret) ICS address: the Reader for ICS sources.
+
+A read fetches (conditionally), falls back to the last good copy when the source cannot be read, and
+parses only when the content really changed: the parsed calendar is kept under a hash of the content that
+ignores DTSTAMP, which Google and Outlook rewrite on every export without anything else changing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import OrderedDict
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from connectors.base import ConnectorError
+from connectors.fetch import Fetcher, FetchResult, redact
+from connectors.ics_parse import ParsedCalendar, expand, load_calendar, resolve_zone
+from schedules.events import Interval, Snapshot
+
+_DTSTAMP = re.compile(rb"\nDTSTAMP[:;][^\n]*")
+_KEPT_WINDOWS = 8
+
+
+def content_key(data: bytes) -> str:
+    """A hash of what a read depends on: the bytes without their DTSTAMP lines."""
+    return hashlib.sha256(_DTSTAMP.sub(b"", data)).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    sha256: str  # of the exact bytes, to skip even computing the key when nothing changed
+    key: str
+    calendar: ParsedCalendar
+
+
+class IcsSource:
+    """Implements `connectors.base.Reader` for a local `.ics` file or an http(s)/webcal URL."""
+
+    def __init__(
+        self,
+        name: str,
+        location: str,
+        *,
+        cache_dir: Path,
+        timeout: float = 20,
+        default_tz: str | None = None,
+        owner_emails: Collection[str] = (),
+        fetcher: Fetcher | None = None,
+    ) -> None:
+        if default_tz is not None and resolve_zone(default_tz) is None:
+            raise ValueError(f"{name}: unknown time zone {default_tz!r}")
+        self.name = name
+        self.location = location
+        self.default_tz = default_tz
+        self.owner_emails = tuple(owner_emails)
+        self.fetcher = fetcher or Fetcher(cache_dir, timeout)
+        self.parses = 0  # how often the content really had to be parsed (health figures, tests)
+        self._parsed: _Parsed | None = None
+        self._snapshots: OrderedDict[tuple[str, Interval], Snapshot] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"IcsSource({self.name!r}, {redact(self.location)!r})"
+
+    def read(self, window: Interval) -> Snapshot:
+        """Busy time and observations in `window`; raises ConnectorError only when no copy exists at all."""
+        notes: list[str] = []
+        result = self._fetch(notes)
+        if result.warning:
+            notes.append(result.warning)
+        parsed = self._parse(result)
+        snapshot = self._snapshots.get((parsed.key, window))
+        if snapshot is None:
+            snapshot = expand(parsed.calendar, window, owner_emails=self.owner_emails)
+            self._snapshots[(parsed.key, window)] = snapshot
+            while len(self._snapshots) > _KEPT_WINDOWS:
+                self._snapshots.popitem(last=False)
+        else:
+            self._snapshots.move_to_end((parsed.key, window))
+        if notes:
+            snapshot = replace(snapshot, warnings=(*notes, *snapshot.warnings))
+        return snapshot
+
+    def _fetch(self, notes: list[str]) -> FetchResult:
+        try:
+            return self.fetcher.fetch(self.name, self.location)
+        except ConnectorError as error:
+            copy = self.fetcher.cached(self.name, self.location)
+            if copy is None:
+                raise ConnectorError(
+                    self.name, f"{error.reason}; no earlier copy to fall back on", retryable=error.retryable
+                ) from None
+            when = f" fetched {copy.fetched_at:%Y-%m-%d %H:%M} UTC" if copy.fetched_at else ""
+            notes.append(f"{self.name}: {error.reason}; using the last good copy{when}")
+            return copy
+
+    def _parse(self, result: FetchResult) -> _Parsed:
+        known = self._parsed
+        if known is not None and known.sha256 == result.sha256:
+            return known
+        key = content_key(result.data)
+        if known is not None and known.key == key:
+            self._parsed = replace(known, sha256=result.sha256)
+            return self._parsed
+        calendar = load_calendar(result.data, self.name, default_tz=self.default_tz)
+        self.parses += 1
+        self._parsed = _Parsed(result.sha256, key, calendar)
+        self._snapshots.clear()
+        return self._parsed

@@ -1,0 +1,84 @@
+"""Wiring shared by the CLI and the service: settings → plan, store, calendars."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from connectors.base import Reader, Writer
+from connectors.registry import make_reader, make_writer
+from daemon.config import Settings
+from daemon.store import Store
+from schedules.model import Plan
+from schedules.plan import parse_plan
+
+
+class PlanFileError(Exception):
+    """The plan file is missing or unreadable (bad content raises schedules.plan.PlanInvalid)."""
+
+
+def load_plan(path: Path) -> Plan:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlanFileError(
+            f"{path}: plan file not found (create one with `circleback init`, or pass --plan)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlanFileError(f"{path}: cannot read the plan: {exc}") from None
+    return parse_plan(text, str(path))
+
+
+def source_name(location: str) -> str:
+    """A short, stable, secret-free name for a source: secret ICS addresses carry the secret in the path."""
+    if "://" in location and not location.startswith("file://"):
+        _scheme, rest = location.split("://", 1)
+        host = rest.split("/", 1)[0].split("@")[-1]
+        digest = hashlib.sha256(location.encode()).hexdigest()[:8]
+        return f"{host}-{digest}"
+    return Path(location.removeprefix("file://")).name
+
+
+@dataclass
+class Calendars:
+    readers: list[Reader]
+    writers: list[Writer]
+
+
+def build_calendars(settings: Settings, plan: Plan, *, feed_path: Path | None = None) -> Calendars:
+    cache_dir = settings.state_dir / "sources"
+    owner_emails = (plan.owner.email,) if plan.owner.email else ()
+    readers = [
+        make_reader(
+            "ics",
+            name=source_name(location),
+            location=location,
+            cache_dir=cache_dir,
+            timeout=settings.source_timeout.total_seconds(),
+            default_tz=plan.timezone,
+            owner_emails=owner_emails,
+        )
+        for location in settings.sources
+    ]
+    writers = [
+        make_writer(
+            "ics_feed",
+            path=feed_path or settings.feed_path,
+            plan=plan,
+            name=settings.feed_name,
+            refresh=settings.feed_refresh,
+        )
+    ]
+    return Calendars(readers, writers)
+
+
+@contextmanager
+def open_store(settings: Settings) -> Iterator[Store]:
+    store = Store(settings.database_url)
+    try:
+        yield store
+    finally:
+        store.close()

@@ -1,0 +1,106 @@
+"""Per-calendar fault isolation: a failing calendar is retried with exponential backoff while the
+others go on, and its state is what `circleback status` and `/readyz` report."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from connectors.base import ConnectorError, Reader
+from schedules.events import Interval, Snapshot
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CalendarHealth:
+    name: str
+    failures: int = 0
+    last_error: str | None = None
+    ok_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failures == 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "failures": self.failures,
+            "last_error": self.last_error,
+            "last_ok": self.ok_at.isoformat() if self.ok_at else None,
+            "next_attempt": self.next_attempt_at.isoformat() if self.next_attempt_at else None,
+        }
+
+
+def backoff_delay(failures: int, *, base: timedelta, cap: timedelta, rng: random.Random) -> timedelta:
+    """Full-jitter exponential backoff: spreads retries so a recovering server is not stampeded."""
+    ceiling = min(cap.total_seconds(), base.total_seconds() * (2 ** max(failures - 1, 0)))
+    return timedelta(seconds=rng.uniform(ceiling / 2, ceiling))
+
+
+class GuardedReader:
+    """A Reader that remembers its last good snapshot and skips attempts while backing off."""
+
+    def __init__(
+        self,
+        inner: Reader,
+        *,
+        clock: Callable[[], datetime],
+        base: timedelta = timedelta(minutes=1),
+        cap: timedelta = timedelta(hours=1),
+        seed: int | None = None,
+    ) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.health = CalendarHealth(inner.name)
+        self._clock = clock
+        self._base, self._cap = base, cap
+        self._rng = random.Random(seed)
+        self._last: Snapshot | None = None
+        self._lock = threading.Lock()
+
+    def read(self, window: Interval) -> Snapshot:
+        now = self._clock()
+        with self._lock:
+            waiting = self.health.next_attempt_at is not None and now < self.health.next_attempt_at
+        if waiting:
+            return self._fallback(
+                f"backing off after {self.health.failures} failure(s): {self.health.last_error}"
+            )
+        try:
+            snapshot = self.inner.read(window)
+        except ConnectorError as exc:
+            with self._lock:
+                self.health.failures += 1
+                self.health.last_error = exc.reason
+                delay = backoff_delay(self.health.failures, base=self._base, cap=self._cap, rng=self._rng)
+                self.health.next_attempt_at = now + delay
+            log.warning(
+                "calendar %s failed (%d in a row), next attempt in %ds: %s",
+                self.name,
+                self.health.failures,
+                delay.total_seconds(),
+                exc.reason,
+            )
+            return self._fallback(exc.reason)
+        with self._lock:
+            if self.health.failures:
+                log.info("calendar %s recovered after %d failure(s)", self.name, self.health.failures)
+            self.health = CalendarHealth(self.name, ok_at=now)
+            self._last = snapshot
+        return snapshot
+
+    def _fallback(self, reason: str) -> Snapshot:
+        if self._last is None:
+            raise ConnectorError(self.name, reason)
+        return Snapshot(
+            busy=self._last.busy,
+            observations=self._last.observations,
+            warnings=(*self._last.warnings, f"{self.name}: using the last good copy ({reason})"),
+        )

@@ -1,0 +1,406 @@
+"""The `circleback` command: thin commands that parse, call what the service calls, and print.
+
+Exit status: 0 success, 2 bad input (plan, config, arguments, unknown names), 1 any other failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any, NoReturn
+from zoneinfo import ZoneInfo
+
+from connectors.base import ConnectorError
+from daemon import render
+from daemon.app import PlanFileError, build_calendars, load_plan, open_store
+from daemon.config import ConfigError, Settings, load_settings
+from daemon.cycle import run_cycle
+from daemon.errors import BadInput
+from schedules.events import Interaction, InteractionKind
+from schedules.plan import PlanInvalid
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------------------------------- parsing
+
+
+def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+    default: Any = argparse.SUPPRESS if suppress else None
+    group = parser.add_argument_group("global options")
+    group.add_argument("--plan", type=Path, default=default, help="focus plan YAML file")
+    group.add_argument("--config", type=Path, default=default, help="TOML config file")
+    group.add_argument("--db", default=default, metavar="URL", help="database URL (default: SQLite, XDG)")
+    group.add_argument(
+        "--source",
+        "--busy",
+        dest="sources",
+        action="append",
+        default=argparse.SUPPRESS if suppress else [],
+        metavar="FILE_OR_URL",
+        help="a calendar to read busy time and meetings from (.ics file, http(s):// or webcal://); "
+        "repeatable; replaces [ics] sources from the config",
+    )
+    group.add_argument("--now", default=default, help=argparse.SUPPRESS)  # for reproducible runs in tests
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="circleback",
+        description="Keep your key professional relationships warm: a focus plan, placed in your calendar.",
+    )
+    _global_options(parser, suppress=False)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_text: str, parent: Any = commands) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = parent.add_parser(name, help=help_text, description=help_text)
+        _global_options(sub, suppress=True)
+        return sub
+
+    init = command("init", "write a commented starter plan and config")
+    init.add_argument("directory", nargs="?", type=Path, help="where to write them (default: XDG config dir)")
+    init.add_argument("--force", action="store_true", help="overwrite existing files")
+
+    plan = commands.add_parser(
+        "plan", help="work with the focus plan", description="work with the focus plan"
+    )
+    plan_commands = plan.add_subparsers(dest="plan_command", metavar="COMMAND", required=True)
+    check = command("check", "validate the focus plan and report every problem", plan_commands)
+    check.add_argument("plan_file", nargs="?", type=Path, metavar="PLAN")
+
+    agenda = command("agenda", "show the planned touchpoints and reviews")
+    agenda.add_argument("--from", dest="start", type=date.fromisoformat, metavar="DATE", help="first day")
+    agenda.add_argument("--days", type=int, default=14, help="how many days (default 14)")
+    agenda.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sync = command("sync", "run one cycle: read calendars, reconcile, plan, write the feed")
+    sync.add_argument("--dry-run", action="store_true", help="show what would change, write nothing")
+
+    reconcile = command("reconcile", "log what happened in your calendars since the last run")
+    reconcile.add_argument("--dry-run", action="store_true", help="show what would be logged")
+
+    feed = commands.add_parser("feed", help="the ICS feed", description="the ICS feed")
+    feed_commands = feed.add_subparsers(dest="feed_command", metavar="COMMAND", required=True)
+    export = command("export", "write the ICS feed to a file", feed_commands)
+    export.add_argument("-o", "--output", type=Path, required=True, metavar="FILE")
+    command("url", "print the feed's secret http and webcal addresses", feed_commands)
+    command("rotate", "make a new secret feed address (the old one stops working)", feed_commands)
+
+    log_cmd = commands.add_parser("log", help="the interaction log", description="the interaction log")
+    log_commands = log_cmd.add_subparsers(dest="log_command", metavar="COMMAND", required=True)
+    add = command("add", "log an interaction no calendar shows (a call, a coffee)", log_commands)
+    add.add_argument("name", help="the connection's name as written in the plan")
+    add.add_argument("--on", dest="on", metavar="DATE", help="YYYY-MM-DD or YYYY-MM-DDTHH:MM (default: now)")
+    add.add_argument("--kind", choices=[k.value for k in InteractionKind], default="give")
+    add.add_argument("--note", default="", help="what was said, what they care about")
+    listing = command("list", "show the interaction log", log_commands)
+    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--all", action="store_true", help="include undone entries")
+    undo = command("undo", "take back a log entry", log_commands)
+    undo.add_argument("entry_id", type=int, metavar="ID")
+
+    status = command("status", "per connection: last interaction, next due, overdue; calendar health")
+    status.add_argument("--json", action="store_true")
+
+    command("run", "run the background service in the foreground (systemd, Docker, launchd)")
+    command("config", "show the settings in force and where each came from")
+    return parser
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(
+        args.config,
+        overrides={
+            "plan": getattr(args, "plan_file", None) or args.plan,
+            "database_url": args.db,
+            "sources": tuple(args.sources or ()),
+        },
+    )
+
+
+def _now_from(args: argparse.Namespace) -> datetime:
+    if not args.now:
+        return _now()
+    value = datetime.fromisoformat(args.now)
+    if value.tzinfo is None:
+        raise BadInput(f"--now: {args.now!r} needs a UTC offset")
+    return value.astimezone(UTC)
+
+
+def _print_json(value: object) -> None:
+    json.dump(value, sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def _warn(lines: Sequence[str]) -> None:
+    for line in lines:
+        print(f"warning: {line}", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------------------------- commands
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from daemon.starter import write_starter
+
+    written = write_starter(args.directory, force=args.force)
+    for path in written:
+        print(f"wrote {path}")
+    print("next: edit the plan, then run `circleback agenda`")
+    return EXIT_OK
+
+
+def cmd_plan_check(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    plan = load_plan(settings.plan)
+    targets = sum(1 for c in plan.connections if c.target)
+    print(
+        f"{settings.plan}: ok ({len(plan.connections)} connections, {targets} target(s), "
+        f"review every {plan.review.every})"
+    )
+    return EXIT_OK
+
+
+def _cycle(args: argparse.Namespace, *, dry_run: bool, feed_path: Path | None = None) -> tuple[Any, Any]:
+    settings = _settings(args)
+    plan = load_plan(settings.plan)  # before anything is opened: a broken plan writes nothing
+    now = _now_from(args)
+    calendars = build_calendars(settings, plan, feed_path=feed_path)
+    with open_store(settings) as store:
+        report = run_cycle(
+            plan,
+            store,
+            readers=calendars.readers,
+            writers=calendars.writers,
+            now=now,
+            horizon=settings.horizon,
+            grace=settings.grace,
+            dry_run=dry_run,
+        )
+    _warn(report.warnings)
+    for fault in report.faults:
+        print(f"error: {fault.calendar}: {fault.reason}", file=sys.stderr)
+    return plan, report
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    plan, report = _cycle(args, dry_run=args.dry_run)
+    print(render.cycle_summary(report, plan, dry_run=args.dry_run))
+    return EXIT_FAILURE if report.faults else EXIT_OK
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    _plan, report = _cycle(args, dry_run=args.dry_run)
+    lines = list(report.outcomes.explain) if report.outcomes else []
+    verb = "would log" if args.dry_run else "logged"
+    print("\n".join(lines) if lines else "nothing new happened")
+    print(f"{verb} {report.new_entries} interaction(s)")
+    return EXIT_FAILURE if report.faults else EXIT_OK
+
+
+def cmd_agenda(args: argparse.Namespace) -> int:
+    plan, report = _cycle(args, dry_run=True)
+    zone = ZoneInfo(plan.timezone)
+    first = args.start or report.now.astimezone(zone).date()
+    if args.days < 1:
+        raise BadInput("--days: must be at least 1")
+    start = datetime.combine(first, time(0), zone)
+    end = datetime.combine(first + timedelta(days=args.days), time(0), zone)
+    items = [o for o in report.upcoming if start <= o.start.astimezone(zone) < end]
+    if args.json:
+        _print_json([render.occurrence_json(o, zone) for o in items])
+    else:
+        print(render.agenda_text(items, zone, first, args.days))
+    return EXIT_OK
+
+
+def cmd_feed_export(args: argparse.Namespace) -> int:
+    _plan, report = _cycle(args, dry_run=False, feed_path=args.output)
+    if report.faults:
+        return EXIT_FAILURE
+    print(f"wrote {args.output} ({len(report.published)} events)")
+    return EXIT_OK
+
+
+def cmd_feed_url(args: argparse.Namespace) -> int:
+    from daemon.secret_token import load_or_create_token
+
+    settings = _settings(args)
+    token = load_or_create_token(settings.feed_token_file)
+    base = settings.feed_base_url or f"http://{settings.http_host}:{settings.http_port}"
+    http_url = f"{base.rstrip('/')}/feed/{token}.ics"
+    print(http_url)
+    print("webcal" + http_url[http_url.index("://") :])
+    return EXIT_OK
+
+
+def cmd_feed_rotate(args: argparse.Namespace) -> int:
+    from daemon.secret_token import rotate_token
+
+    settings = _settings(args)
+    rotate_token(settings.feed_token_file)
+    print("made a new feed address; the old one no longer works. Subscribe again with:")
+    return cmd_feed_url(args)
+
+
+def _parse_on(text: str | None, zone: ZoneInfo, now: datetime) -> datetime:
+    if not text:
+        return now
+    try:
+        if "T" in text or " " in text:
+            value = datetime.fromisoformat(text)
+            return (value if value.tzinfo else value.replace(tzinfo=zone)).astimezone(UTC)
+        # A date without a time: midday local, so it lands on that date in any zone.
+        return datetime.combine(date.fromisoformat(text), time(12), zone).astimezone(UTC)
+    except ValueError:
+        raise BadInput(f"--on: cannot read {text!r}; use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from None
+
+
+def cmd_log_add(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    plan = load_plan(settings.plan)
+    connection = plan.connection(args.name)
+    if connection is None:
+        names = ", ".join(c.name for c in plan.connections)
+        raise BadInput(f"{args.name!r} is not a connection in {settings.plan} (known: {names})")
+    now = _now_from(args)
+    at = _parse_on(args.on, ZoneInfo(plan.timezone), now)
+    if at > now + timedelta(minutes=5):
+        raise BadInput(f"--on: {args.on} is in the future; log what has happened")
+    entry = Interaction(
+        connection=connection.name, at=at, kind=InteractionKind(args.kind), note=args.note, source="manual"
+    )
+    with open_store(settings) as store:
+        entry_id = store.add_interaction(entry)
+    print(f"logged #{entry_id}: {render.interaction_line(entry, ZoneInfo(plan.timezone))}")
+    return EXIT_OK
+
+
+def cmd_log_list(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    plan = load_plan(settings.plan)
+    zone = ZoneInfo(plan.timezone)
+    with open_store(settings) as store:
+        rows = store.interactions(include_undone=args.all)
+    rows = sorted(rows, key=lambda r: (r.interaction.at, r.id))
+    if args.json:
+        _print_json([render.stored_interaction_json(r, zone) for r in rows])
+    elif not rows:
+        print("the log is empty: `circleback log add NAME` records a call or a coffee")
+    else:
+        for row in rows:
+            mark = " (undone)" if row.undone else ""
+            print(f"#{row.id:<4} {render.interaction_line(row.interaction, zone)}{mark}")
+    return EXIT_OK
+
+
+def cmd_log_undo(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    plan = load_plan(settings.plan)
+    with open_store(settings) as store:
+        try:
+            row = store.undo_interaction(args.entry_id)
+        except KeyError:
+            raise BadInput(f"no log entry #{args.entry_id} (see `circleback log list`)") from None
+    print(f"undone #{row.id}: {render.interaction_line(row.interaction, ZoneInfo(plan.timezone))}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    plan = load_plan(settings.plan)
+    now = _now_from(args)
+    calendars = build_calendars(settings, plan)
+    with open_store(settings) as store:
+        # Read-only: plan against what is stored, without fetching calendars.
+        report = run_cycle(
+            plan,
+            store,
+            readers=[],
+            writers=calendars.writers,
+            now=now,
+            horizon=settings.horizon,
+            grace=settings.grace,
+            dry_run=True,
+        )
+        interactions = [r.interaction for r in store.interactions()]
+        sources = [store.source_state(name) for name in render.source_names(settings)]
+    rows = render.status_rows(plan, interactions, report.upcoming, now)
+    if args.json:
+        _print_json({"connections": rows, "calendars": [render.source_json(s) for s in sources if s]})
+    else:
+        print(render.status_text(rows, [s for s in sources if s]))
+    return EXIT_OK
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    for key, value in render.settings_items(settings):
+        print(f"{key:16} = {value}    # {settings.origin.get(key, 'default')}")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from daemon.service import run_service
+
+    return run_service(_settings(args))
+
+
+HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
+    ("init", None): cmd_init,
+    ("plan", "check"): cmd_plan_check,
+    ("agenda", None): cmd_agenda,
+    ("sync", None): cmd_sync,
+    ("reconcile", None): cmd_reconcile,
+    ("feed", "export"): cmd_feed_export,
+    ("feed", "url"): cmd_feed_url,
+    ("feed", "rotate"): cmd_feed_rotate,
+    ("log", "add"): cmd_log_add,
+    ("log", "list"): cmd_log_list,
+    ("log", "undo"): cmd_log_undo,
+    ("status", None): cmd_status,
+    ("config", None): cmd_config,
+    ("run", None): cmd_run,
+}
+
+
+def _fail(status: int, message: str) -> NoReturn:
+    print(message, file=sys.stderr)
+    raise SystemExit(status)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    sub = (
+        getattr(args, "plan_command", None)
+        or getattr(args, "feed_command", None)
+        or getattr(args, "log_command", None)
+    )
+    handler = HANDLERS[(args.command, sub)]
+    try:
+        return handler(args)
+    except PlanInvalid as exc:
+        _fail(EXIT_BAD_INPUT, str(exc))
+    except (PlanFileError, ConfigError, BadInput) as exc:
+        _fail(EXIT_BAD_INPUT, f"error: {exc}")
+    except ConnectorError as exc:
+        _fail(EXIT_FAILURE, f"error: {exc}")
+    except KeyboardInterrupt:
+        _fail(130, "interrupted")
+    except OSError as exc:
+        _fail(EXIT_FAILURE, f"error: {exc}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

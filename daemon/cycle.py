@@ -1,0 +1,202 @@
+"""One cycle, in one direction: read calendars, reconcile, plan, apply, persist.
+
+This is the only module that knows the order of the steps. Everything it calls is either pure
+(`schedules`) or one back end (`connectors`); the store is written once, in one transaction, at the end,
+so a crash at any point leaves the previous state intact and the next cycle redoes the work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from connectors.base import ConnectorError, Reader, Writer
+from daemon.store import Store
+from schedules.events import Interaction, Interval, Observation, require_utc
+from schedules.model import Plan
+from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus, Revision, revise
+from schedules.planner import plan_occurrences
+from schedules.reconcile import Outcomes, TrackedOccurrence, reconcile
+
+log = logging.getLogger(__name__)
+
+# How far back a cycle reads source calendars to find meetings that happened. Reconciliation is
+# idempotent, so re-reading the same past costs nothing but time.
+LOOKBACK = timedelta(days=92)
+# How long completed occurrences stay in the published feed, so a subscriber's calendar keeps them.
+FEED_HISTORY = timedelta(days=28)
+OPEN_STATUSES = (OccurrenceStatus.PLANNED, OccurrenceStatus.PLACED)
+TERMINAL_STATUSES = (OccurrenceStatus.COMPLETED, OccurrenceStatus.MISSED, OccurrenceStatus.SKIPPED)
+
+
+@dataclass(frozen=True)
+class CalendarFault:
+    calendar: str
+    reason: str
+
+
+@dataclass
+class CycleReport:
+    now: datetime
+    published: list[Revision] = field(default_factory=list)
+    outcomes: Outcomes | None = None
+    new_entries: int = 0
+    removed: list[str] = field(default_factory=list)
+    faults: list[CalendarFault] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    applied_to: list[str] = field(default_factory=list)
+
+    @property
+    def upcoming(self) -> list[Occurrence]:
+        return [r.occurrence for r in self.published if r.occurrence.end > self.now]
+
+
+def _read_all(
+    readers: Sequence[Reader], window: Interval, report: CycleReport
+) -> tuple[list[Interval], list[Observation]]:
+    busy: list[Interval] = []
+    observations: list[Observation] = []
+    for reader in readers:
+        try:
+            snapshot = reader.read(window)
+        except ConnectorError as exc:
+            # One unreachable calendar must not stop the others; it is reported and retried later.
+            report.faults.append(CalendarFault(exc.calendar, exc.reason))
+            log.warning("calendar %s could not be read: %s", exc.calendar, exc.reason)
+            continue
+        busy.extend(snapshot.busy)
+        observations.extend(snapshot.observations)
+        report.warnings.extend(snapshot.warnings)
+    return busy, observations
+
+
+def _avoid_closed_keys(desired: list[Occurrence], closed: set[str]) -> list[Occurrence]:
+    """A due period whose occurrence was already completed or missed needs a fresh identity for the
+    next attempt, or the history row would be overwritten. The suffix is deterministic, so the same
+    inputs still give the same ids."""
+    out = []
+    for occ in desired:
+        key, attempt = occ.key, 1
+        while key in closed:
+            attempt += 1
+            key = f"{occ.key}#{attempt}"
+        out.append(dataclasses.replace(occ, key=key) if key != occ.key else occ)
+    return out
+
+
+def run_cycle(
+    plan: Plan,
+    store: Store,
+    *,
+    readers: Sequence[Reader],
+    writers: Sequence[Writer],
+    now: datetime,
+    horizon: timedelta,
+    grace: timedelta,
+    dry_run: bool = False,
+) -> CycleReport:
+    now = require_utc(now, "now")
+    report = CycleReport(now=now)
+    busy, observations = _read_all(readers, Interval(now - LOOKBACK, now + horizon), report)
+
+    stored = store.occurrences()
+    open_rows = [row for row in stored if row.status in OPEN_STATUSES]
+    closed_keys = {row.revision.occurrence.key for row in stored if row.status in TERMINAL_STATUSES}
+    known = [s.interaction for s in store.interactions()]
+
+    tracked = [TrackedOccurrence(row.revision.occurrence, row.status) for row in open_rows]
+    outcomes = reconcile(plan, tracked, observations, known, now, grace)
+    report.outcomes = outcomes
+    report.new_entries = len(outcomes.entries)
+
+    # Touchpoints whose time has passed but which are not resolved yet (inside the grace period) stay
+    # where they are, and count provisionally as the last interaction: the next one is planned after
+    # them, and moves to "overdue" only if they are later found missed.
+    pending = [
+        row.revision
+        for row in open_rows
+        if row.revision.occurrence.start <= now and row.revision.occurrence.key not in outcomes.statuses
+    ]
+    provisional = [
+        Interaction(connection=r.occurrence.connection, at=r.occurrence.start, source="pending")
+        for r in pending
+        if r.occurrence.kind is OccurrenceKind.TOUCHPOINT and r.occurrence.connection
+    ]
+    interactions = known + [e.interaction for e in outcomes.entries] + provisional
+    reviews_done = [
+        *store.reviews_done(),
+        *outcomes.reviews_done,
+        *(r.occurrence.start for r in pending if r.occurrence.kind is OccurrenceKind.REVIEW),
+    ]
+    previous = {
+        row.revision.occurrence.key: row.revision.occurrence
+        for row in open_rows
+        if row.revision.occurrence.start > now
+    }
+    desired = plan_occurrences(
+        plan,
+        interactions=interactions,
+        reviews_done=reviews_done,
+        busy=busy,
+        now=now,
+        horizon=horizon,
+        previous=previous,
+    )
+    pending_keys = {r.occurrence.key for r in pending}
+    desired = [o for o in _avoid_closed_keys(desired, closed_keys | pending_keys)]
+    revisions = revise({row.revision.occurrence.key: row.revision for row in open_rows}, desired, now)
+
+    desired_keys = {r.occurrence.key for r in revisions}
+    removed = [
+        row.revision.occurrence.key
+        for row in open_rows
+        if row.revision.occurrence.key not in desired_keys
+        and row.revision.occurrence.key not in pending_keys
+        and row.revision.occurrence.key not in outcomes.statuses
+    ]
+    report.removed = removed
+
+    recent_history = [
+        row.revision
+        for row in stored
+        if row.status is OccurrenceStatus.COMPLETED and row.revision.occurrence.end > now - FEED_HISTORY
+    ]
+    completed_now = [
+        r.revision
+        for r in open_rows
+        if outcomes.statuses.get(r.revision.occurrence.key, None) is not None
+        and outcomes.statuses[r.revision.occurrence.key].status is OccurrenceStatus.COMPLETED
+    ]
+    published = sorted(
+        [*recent_history, *completed_now, *pending, *revisions],
+        key=lambda r: (r.occurrence.start, r.occurrence.uid),
+    )
+    report.published = published
+    if dry_run:
+        return report
+
+    for writer in writers:
+        try:
+            applied = writer.apply(published)
+        except ConnectorError as exc:
+            report.faults.append(CalendarFault(exc.calendar, exc.reason))
+            log.warning("calendar %s could not be written: %s", exc.calendar, exc.reason)
+            continue
+        report.applied_to.append(writer.name)
+        report.warnings.extend(applied.warnings)
+
+    placed = bool(report.applied_to) or not writers
+    store.sync_connections(plan)
+    store.save_cycle(
+        revisions=revisions,
+        removed=removed,
+        statuses={
+            key: (change.status, change.at, change.event_uid) for key, change in outcomes.statuses.items()
+        },
+        interactions=[(e.interaction, e.occurrence_key) for e in outcomes.entries],
+        status_for_new=OccurrenceStatus.PLACED if placed else OccurrenceStatus.PLANNED,
+    )
+    return report

@@ -1,0 +1,172 @@
+"""The database's types: the instant column type and the SQLModel tables of circleback's store.
+
+`UTCDateTime` keeps the rule "every datetime is timezone-aware, UTC inside" true in the database too.
+SQLite has no time zone type, so instants are stored there as naive UTC text in SQLAlchemy's fixed-width
+format (which sorts chronologically); PostgreSQL gets `timestamp with time zone`. Either way a value read
+back is an aware datetime in UTC, and a naive datetime is refused before it reaches the database, because
+a naive value would silently mean "whatever zone the writer had in mind".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date, datetime
+from typing import Any, Final
+
+from sqlalchemy import CheckConstraint, MetaData, Table, Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import registry
+from sqlalchemy.types import DateTime, TypeDecorator
+from sqlmodel import Field, SQLModel
+
+from schedules.events import InteractionKind
+from schedules.occurrence import OccurrenceKind, OccurrenceStatus
+
+INTERACTION_SOURCES: Final = ("manual", "calendar", "touchpoint")
+
+
+class NaiveDatetimeError(ValueError):
+    """A datetime without a time zone was about to be stored."""
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An instant: aware datetimes in, aware UTC datetimes out."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}: {value!r}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise NaiveDatetimeError(f"refusing to store naive datetime {value!r}: give it a time zone")
+        utc = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            # SQLite's DATETIME formatting would drop the offset anyway; doing it here makes the stored
+            # text UTC by construction rather than by accident.
+            return utc.replace(tzinfo=None)
+        return utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime from the database, got {type(value).__name__}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# Tables. Constraint names come from the naming convention so that migrations can refer to them by name
+# on every back end (SQLite's batch mode needs names to drop or alter a constraint).
+
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class _Base(SQLModel, registry=registry(metadata=metadata)):
+    pass
+
+
+def _one_of(column: str, values: Iterable[str]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class ConnectionRow(_Base, table=True):
+    """A mirror of the plan's connections, so status and audit queries can join against them."""
+
+    __tablename__ = "connection"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", ("person", "group")), name="kind"),
+        CheckConstraint(_one_of("stage", ("find", "nurture", "elevate")), name="stage"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_type=Text, unique=True)
+    kind: str = Field(sa_type=Text)
+    stage: str = Field(sa_type=Text)
+    email: str | None = Field(default=None, sa_type=Text)
+    target: bool = False
+    every: str = Field(sa_type=Text)
+    duration_minutes: int
+    next_action: str = Field(sa_type=Text)
+    updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class OccurrenceRow(_Base, table=True):
+    __tablename__ = "occurrence"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", [k.value for k in OccurrenceKind]), name="kind"),
+        CheckConstraint(_one_of("status", [s.value for s in OccurrenceStatus]), name="status"),
+    )
+
+    key: str = Field(sa_type=Text, primary_key=True)
+    uid: str = Field(sa_type=Text, unique=True)
+    kind: str = Field(sa_type=Text)
+    connection: str | None = Field(default=None, sa_type=Text)
+    due: date
+    start: datetime = Field(sa_type=UTCDateTime, index=True)
+    end: datetime = Field(sa_type=UTCDateTime)
+    title: str = Field(sa_type=Text)
+    description: str = Field(sa_type=Text)
+    status: str = Field(sa_type=Text, index=True)
+    overdue: bool = False
+    sequence: int = 0
+    created: datetime = Field(sa_type=UTCDateTime)
+    last_modified: datetime = Field(sa_type=UTCDateTime)
+    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    event_uid: str | None = Field(default=None, sa_type=Text)
+
+
+class InteractionRow(_Base, table=True):
+    """One log entry. `dedupe_key` is what makes reconciliation idempotent: the same observed event for the
+    same connection always yields the same key, and a UNIQUE constraint on a NOT NULL column behaves the
+    same on every back end (a unique constraint over a NULL-able event_uid would not)."""
+
+    __tablename__ = "interaction"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", [k.value for k in InteractionKind]), name="kind"),
+        CheckConstraint(_one_of("source", INTERACTION_SOURCES), name="source"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    connection: str = Field(sa_type=Text, index=True)
+    at: datetime = Field(sa_type=UTCDateTime)
+    kind: str = Field(sa_type=Text)
+    note: str = Field(default="", sa_type=Text)
+    source: str = Field(sa_type=Text)
+    event_uid: str | None = Field(default=None, sa_type=Text)
+    occurrence_key: str | None = Field(default=None, sa_type=Text)
+    undone: bool = False
+    recorded_at: datetime = Field(sa_type=UTCDateTime)
+    dedupe_key: str = Field(sa_type=Text, unique=True)
+
+
+class SourceStateRow(_Base, table=True):
+    """What the last fetch of a source calendar left behind: validators for conditional requests and the
+    failure count that drives backoff."""
+
+    __tablename__ = "source_state"
+
+    name: str = Field(sa_type=Text, primary_key=True)
+    etag: str | None = Field(default=None, sa_type=Text)
+    last_modified_header: str | None = Field(default=None, sa_type=Text)
+    fetched_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    ok_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, sa_type=Text)
+    failures: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table

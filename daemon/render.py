@@ -1,0 +1,149 @@
+"""Text and JSON shapes the CLI prints. Contact notes appear only where the person asked for the log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from daemon.config import Settings
+from schedules.events import Interaction
+from schedules.model import Plan
+from schedules.occurrence import Occurrence
+
+
+def _local(value: datetime, zone: ZoneInfo) -> datetime:
+    return value.astimezone(zone)
+
+
+def occurrence_json(occ: Occurrence, zone: ZoneInfo) -> dict[str, Any]:
+    return {
+        "key": occ.key,
+        "uid": occ.uid,
+        "kind": occ.kind.value,
+        "connection": occ.connection,
+        "title": occ.title,
+        "start": _local(occ.start, zone).isoformat(),
+        "end": _local(occ.end, zone).isoformat(),
+        "due": occ.due.isoformat(),
+        "overdue": occ.overdue,
+    }
+
+
+def agenda_text(items: Sequence[Occurrence], zone: ZoneInfo, first: date, days: int) -> str:
+    last = first + timedelta(days=days - 1)
+    lines = [f"Agenda {first:%a %d %b %Y} – {last:%a %d %b %Y} ({zone.key})"]
+    if not items:
+        lines.append("  nothing planned in these days")
+    current: date | None = None
+    for occ in items:
+        start, end = _local(occ.start, zone), _local(occ.end, zone)
+        if start.date() != current:
+            current = start.date()
+            lines.append(f"{start:%a %d %b}")
+        flag = "  (overdue)" if occ.overdue else ""
+        lines.append(f"  {start:%H:%M}–{end:%H:%M}  {occ.title}{flag}")
+    return "\n".join(lines)
+
+
+def interaction_line(entry: Interaction, zone: ZoneInfo) -> str:
+    note = f" — {entry.note}" if entry.note else ""
+    when = _local(entry.at, zone)
+    return f"{when:%Y-%m-%d %H:%M}  {entry.connection}  {entry.kind.value}  [{entry.source}]{note}"
+
+
+def stored_interaction_json(row: Any, zone: ZoneInfo) -> dict[str, Any]:
+    entry: Interaction = row.interaction
+    return {
+        "id": row.id,
+        "connection": entry.connection,
+        "at": _local(entry.at, zone).isoformat(),
+        "kind": entry.kind.value,
+        "note": entry.note,
+        "source": entry.source,
+        "event_uid": entry.event_uid,
+        "undone": row.undone,
+    }
+
+
+def status_rows(
+    plan: Plan, interactions: Iterable[Interaction], upcoming: Sequence[Occurrence], now: datetime
+) -> list[dict[str, Any]]:
+    zone = ZoneInfo(plan.timezone)
+    last: dict[str, datetime] = {}
+    for entry in interactions:
+        key = entry.connection.casefold()
+        if key not in last or entry.at > last[key]:
+            last[key] = entry.at
+    rows = []
+    for conn in plan.connections:
+        mine = [o for o in upcoming if o.connection and o.connection.casefold() == conn.name.casefold()]
+        nxt = min(mine, key=lambda o: o.start) if mine else None
+        met = last.get(conn.name.casefold())
+        rows.append(
+            {
+                "name": conn.name,
+                "stage": conn.stage.value,
+                "target": conn.target,
+                "every": str(conn.every),
+                "last_interaction": _local(met, zone).isoformat() if met else None,
+                "next_due": nxt.due.isoformat() if nxt else None,
+                "next_at": _local(nxt.start, zone).isoformat() if nxt else None,
+                "overdue": bool(nxt and nxt.overdue),
+                "next_action": conn.next_action,
+            }
+        )
+    return rows
+
+
+def status_text(rows: Sequence[dict[str, Any]], sources: Sequence[Any]) -> str:
+    lines = []
+    for row in rows:
+        last = row["last_interaction"][:10] if row["last_interaction"] else "never"
+        nxt = row["next_at"][:16].replace("T", " ") if row["next_at"] else "not placed (no free slot)"
+        flag = "  OVERDUE" if row["overdue"] else ""
+        target = " (target)" if row["target"] else ""
+        lines.append(f"{row['name']}{target}: {row['stage']}, every {row['every']}")
+        lines.append(f"    last: {last}   next: {nxt} (due {row['next_due'] or '-'}){flag}")
+    for state in sources:
+        lines.append(f"calendar {source_json(state)['name']}: {source_json(state)['health']}")
+    return "\n".join(lines)
+
+
+def source_names(settings: Settings) -> list[str]:
+    from daemon.app import source_name
+
+    return [source_name(s) for s in settings.sources]
+
+
+def source_json(state: Any) -> dict[str, Any]:
+    failures = getattr(state, "failures", 0) or 0
+    error = getattr(state, "last_error", None)
+    ok_at = getattr(state, "ok_at", None)
+    return {
+        "name": state.name,
+        "health": "ok" if not failures else f"failing ({failures}x): {error}",
+        "last_ok": ok_at.isoformat() if ok_at else None,
+        "failures": failures,
+        "last_error": error,
+    }
+
+
+def settings_items(settings: Settings) -> list[tuple[str, str]]:
+    return [(f.name, str(getattr(settings, f.name))) for f in fields(settings) if f.name != "origin"]
+
+
+def cycle_summary(report: Any, plan: Plan, *, dry_run: bool) -> str:
+    zone = ZoneInfo(plan.timezone)
+    upcoming = report.upcoming
+    head = "would publish" if dry_run else "published"
+    lines = [f"{head} {len(report.published)} event(s); {len(upcoming)} upcoming"]
+    if report.new_entries:
+        lines.append(f"{'would log' if dry_run else 'logged'} {report.new_entries} interaction(s)")
+    if report.removed:
+        lines.append(f"removed {len(report.removed)} event(s) that left the plan")
+    for occ in upcoming[:5]:
+        lines.append(f"  {_local(occ.start, zone):%a %d %b %H:%M}  {occ.title}")
+    return "\n".join(lines)

@@ -1,0 +1,254 @@
+"""`circleback run`: the long-running service.
+
+APScheduler 3.11 with its in-memory job store (3.11 job stores must never be shared between processes,
+and every job here is rebuilt from the config and the database at start). Jobs coalesce missed runs and
+never run twice at once. The HTTP server runs in a thread; the main thread only waits for a signal.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from connectors.ics_feed import render_feed
+from daemon.app import PlanFileError, build_calendars, load_plan
+from daemon.backoff import GuardedReader
+from daemon.config import Settings
+from daemon.cycle import run_cycle
+from daemon.feed_cache import FeedCache
+from daemon.lock import AlreadyRunning, ProcessLock, lock_path_for
+from daemon.logs import setup_logging
+from daemon.notify import Notifier
+from daemon.store import Store
+from schedules.model import Plan
+from schedules.plan import PlanInvalid
+
+log = logging.getLogger("circleback.service")
+
+HEARTBEAT_EVERY = timedelta(seconds=5)
+PLAN_WATCH_EVERY = timedelta(seconds=2)
+STOP_TIMEOUT = 20.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class PlanWatch:
+    """The plan in force and the file's modification time; an invalid edit keeps the last good plan."""
+
+    path: Path
+    plan: Plan
+    mtime_ns: int
+    last_error: str | None = None
+
+    def poll(self) -> bool:
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except OSError as exc:
+            if self.last_error is None:
+                log.error("plan file %s cannot be read (%s); keeping the last good plan", self.path, exc)
+            self.last_error = str(exc)
+            return False
+        if mtime == self.mtime_ns:
+            return False
+        self.mtime_ns = mtime
+        try:
+            plan = load_plan(self.path)
+        except (PlanInvalid, PlanFileError) as exc:
+            self.last_error = str(exc)
+            log.error("plan edit rejected; the last good plan stays in force:\n%s", exc)
+            return False
+        self.plan, self.last_error = plan, None
+        log.info("plan reloaded from %s (%d connections)", self.path, len(plan.connections))
+        return True
+
+
+@dataclass
+class Service:
+    settings: Settings
+    notifier: Notifier = field(default_factory=Notifier)
+    stop_event: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.store: Store | None = None
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
+        )
+        self.cache = FeedCache()
+        self.readers: list[GuardedReader] = []
+        self.last_heartbeat: datetime | None = None
+        self.last_cycle_ok: datetime | None = None
+        self.last_cycle_error: str | None = None
+        self._cycle_lock = threading.Lock()
+        self._server: Any = None
+        self._lock: ProcessLock | None = None
+        self.watch: PlanWatch | None = None
+
+    # ------------------------------------------------------------------ jobs
+    def cycle(self) -> None:
+        assert self.store is not None and self.watch is not None
+        with self._cycle_lock:
+            plan = self.watch.plan
+            calendars = build_calendars(self.settings, plan)
+            known = {r.name: r for r in self.readers}
+            self.readers = [known.get(r.name) or GuardedReader(r, clock=utcnow) for r in calendars.readers]
+            now = utcnow()
+            try:
+                report = run_cycle(
+                    plan,
+                    self.store,
+                    readers=self.readers,
+                    writers=calendars.writers,
+                    now=now,
+                    horizon=self.settings.horizon,
+                    grace=self.settings.grace,
+                )
+            except Exception as exc:  # a cycle failure must not kill the scheduler; it retries next time
+                self.last_cycle_error = f"{type(exc).__name__}: {exc}"
+                log.exception("cycle failed; retrying at the next run")
+                return
+            data = render_feed(
+                report.published, plan=plan, name=self.settings.feed_name, refresh=self.settings.feed_refresh
+            )
+            changed = self.cache.update(data, now)
+            self.last_cycle_ok, self.last_cycle_error = now, None
+            log.info(
+                "cycle done: %d upcoming, %d logged, %d removed, %d calendar fault(s), feed %s",
+                len(report.upcoming),
+                report.new_entries,
+                len(report.removed),
+                len(report.faults),
+                "changed" if changed else "unchanged",
+            )
+            for warning in report.warnings:
+                log.warning("%s", warning)
+            self.notifier.status(f"last cycle {now:%H:%M:%S}Z; {len(report.upcoming)} upcoming")
+
+    def watch_plan(self) -> None:
+        assert self.watch is not None
+        if self.watch.poll():
+            # Re-plan now rather than at the next interval: the person just edited the plan.
+            self.scheduler.modify_job("cycle", next_run_time=utcnow())
+
+    def heartbeat(self) -> None:
+        self.last_heartbeat = utcnow()
+        self.health.beat(self.last_heartbeat)
+        self.notifier.watchdog()
+
+    def housekeeping(self) -> None:
+        assert self.store is not None
+        removed = self.store.prune(before=utcnow() - timedelta(days=400))
+        log.info("housekeeping: pruned %d old occurrence(s)", removed)
+
+    # ------------------------------------------------------------------ readiness
+    def readiness(self) -> tuple[bool, dict[str, object]]:
+        details: dict[str, object] = {}
+        ok = True
+        try:
+            assert self.store is not None
+            self.store.ping()
+            at_head = self.store.at_head()
+            details["database"] = "ok" if at_head else "migrations not at head"
+            ok = ok and at_head
+        except Exception as exc:
+            details["database"] = f"unreachable: {type(exc).__name__}"
+            ok = False
+        details["plan"] = "ok" if self.watch and not self.watch.last_error else "last edit rejected"
+        details["last_cycle"] = self.last_cycle_ok.isoformat() if self.last_cycle_ok else None
+        if self.last_cycle_error:
+            details["last_cycle_error"] = self.last_cycle_error
+        details["calendars"] = {r.name: r.health.as_dict() for r in self.readers}
+        return ok, details
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        from daemon.web import HealthState, TokenFile, build_app, serve, start_in_thread
+
+        settings = self.settings
+        self.watch = PlanWatch(settings.plan, load_plan(settings.plan), settings.plan.stat().st_mtime_ns)
+        lock_path = lock_path_for(settings.database_url, settings.state_dir)
+        if lock_path:
+            self._lock = ProcessLock(lock_path)
+            self._lock.acquire()
+        self.store = Store(settings.database_url)
+        self.health = HealthState(max_age=HEARTBEAT_EVERY * 6, readiness=self.readiness)
+        self.heartbeat()
+        if settings.http_enabled:
+            from daemon.secret_token import load_or_create_token
+
+            load_or_create_token(settings.feed_token_file)
+            app = build_app(cache=self.cache, token=TokenFile(settings.feed_token_file), health=self.health)
+            # READY=1 must mean "up": wait until the socket listens before telling systemd.
+            self._server = start_in_thread(serve(app, settings.http_host, settings.http_port))
+            log.info("serving the feed and health endpoints on %s:%d", settings.http_host, settings.http_port)
+
+        jitter = int(settings.jitter.total_seconds()) or None
+        self.scheduler.add_job(
+            self.cycle,
+            "interval",
+            id="cycle",
+            seconds=settings.sync_every.total_seconds(),
+            jitter=jitter,
+            next_run_time=utcnow(),
+        )
+        self.scheduler.add_job(
+            self.watch_plan, "interval", id="plan-watch", seconds=PLAN_WATCH_EVERY.total_seconds()
+        )
+        self.scheduler.add_job(
+            self.heartbeat, "interval", id="heartbeat", seconds=HEARTBEAT_EVERY.total_seconds()
+        )
+        self.scheduler.add_job(self.housekeeping, "cron", id="housekeeping", hour=3, minute=30)
+        self.scheduler.start()
+        self.notifier.ready("started")
+
+    def stop(self) -> None:
+        self.notifier.stopping()
+        log.info("stopping: finishing the job in flight")
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        if self._server is not None:
+            self._server.stop()
+        if self.store is not None:
+            self.store.close()
+        if self._lock is not None:
+            self._lock.release()
+        log.info("stopped")
+
+
+def run_service(settings: Settings) -> int:
+    setup_logging(settings.log_format, settings.log_level)
+    service = Service(settings)
+    signals_seen = 0
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        nonlocal signals_seen
+        signals_seen += 1
+        if signals_seen > 1:
+            # The person asked twice: do not wait for the job in flight.
+            os._exit(128 + signum)
+        log.info("received %s", signal.Signals(signum).name)
+        service.stop_event.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        service.start()
+    except AlreadyRunning as exc:
+        log.error("%s", exc)
+        service.stop()
+        return 1
+    service.stop_event.wait()
+    service.stop()
+    return 0

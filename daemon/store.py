@@ -1,0 +1,780 @@
+"""The persistent state of circleback: occurrences, the interaction log, connections, source fetch state.
+
+One `Store` per process. It migrates the database to the newest schema when it opens, and every write
+method is one transaction: it either happens completely or not at all, so a crash (or a constraint
+violation) mid-way leaves the previous state intact and the next cycle simply does the work again.
+
+Two back ends are supported: SQLite (the default, a single file holding contact notes, created with mode
+0600) and PostgreSQL (via psycopg 3).
+
+Review log entries: a self-review the person logs by hand is an interaction whose connection is
+`REVIEW_CONNECTION` ("@review"); `reviews_done()` merges those with completed review occurrences.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Self
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import Engine, event, text
+from sqlalchemy import create_engine as sa_create_engine
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Session, col, delete, select
+
+from daemon.dbtypes import (
+    INTERACTION_SOURCES,
+    ConnectionRow,
+    InteractionRow,
+    OccurrenceRow,
+    SourceStateRow,
+    table_of,
+)
+from schedules.events import Interaction, InteractionKind, require_utc
+from schedules.model import Plan
+from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus, Revision
+
+REVIEW_CONNECTION: Final = "@review"
+OPEN_STATUSES: Final = (OccurrenceStatus.PLANNED, OccurrenceStatus.PLACED)
+MIGRATIONS_DIR: Final = Path(__file__).resolve().with_name("migrations")
+SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
+POSTGRES_CONNECT_TIMEOUT_S: Final = 10
+# Any fixed number works; it only has to be the same for every circleback process on one server.
+_MIGRATION_LOCK_ID: Final = 0x0C1C1EBAC
+
+
+class StoreError(Exception):
+    """The database could not be opened, migrated or written; the message says which and why."""
+
+
+class InteractionNotFound(KeyError):
+    def __init__(self, interaction_id: int) -> None:
+        super().__init__(interaction_id)
+        self.interaction_id = interaction_id
+
+    def __str__(self) -> str:
+        return f"no interaction log entry with id {self.interaction_id}"
+
+
+class UnknownOccurrence(KeyError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+    def __str__(self) -> str:
+        return f"no stored occurrence with key {self.key!r}"
+
+
+class HistoryConflict(ValueError):
+    """A revision would overwrite an occurrence that is already history (completed, missed, skipped)."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Plain values handed out by the store (rows never leave it, so no caller depends on a live session).
+
+
+@dataclass(frozen=True)
+class StoredInteraction:
+    id: int
+    interaction: Interaction
+    undone: bool
+    recorded_at: datetime
+    occurrence_key: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredOccurrence:
+    revision: Revision
+    status: OccurrenceStatus
+    completed_at: datetime | None = None
+    event_uid: str | None = None  # the observed event that completed it
+
+    @property
+    def occurrence(self) -> Occurrence:
+        return self.revision.occurrence
+
+    @property
+    def key(self) -> str:
+        return self.revision.occurrence.key
+
+
+@dataclass(frozen=True)
+class StoredConnection:
+    name: str
+    kind: str
+    stage: str
+    email: str | None
+    target: bool
+    every: str
+    duration_minutes: int
+    next_action: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ConnectionSync:
+    added: tuple[str, ...] = ()
+    updated: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SourceState:
+    name: str
+    etag: str | None = None
+    last_modified_header: str | None = None
+    fetched_at: datetime | None = None
+    ok_at: datetime | None = None
+    last_error: str | None = None
+    failures: int = 0
+    next_attempt_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("fetched_at", "ok_at", "next_attempt_at"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, require_utc(value, f"SourceState.{name}"))
+        if self.failures < 0:
+            raise ValueError(f"SourceState.failures must not be negative, got {self.failures}")
+
+
+@dataclass(frozen=True)
+class CycleWrite:
+    """What one `save_cycle` changed."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    statuses_changed: int = 0
+    interactions_added: int = 0
+    interactions_duplicate: int = 0
+    interaction_ids: tuple[int, ...] = ()
+
+
+StatusChange = tuple[OccurrenceStatus, datetime | None, str | None]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Engine and migrations.
+
+
+def normalise_url(url: str) -> URL:
+    """Parse a database URL, refusing back ends circleback does not support, with psycopg 3 for PostgreSQL."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"not a database URL: {url!r} ({exc})") from exc
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise StoreError(
+            f"unsupported database {parsed.drivername!r}: use sqlite:///PATH or postgresql://..."
+        )
+    if parsed.drivername == "postgresql":
+        # psycopg 3 is the driver circleback ships with; SQLAlchemy's default would be psycopg2.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:") or url.query.get("uri"):
+        return None
+    return Path(database)
+
+
+def _prepare_sqlite_file(path: Path) -> None:
+    """The database holds contact notes: create it readable by its owner only, before SQLite does."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    os.close(fd)
+
+
+def _on_sqlite_connect(wal: bool) -> Callable[[Any, Any], None]:
+    def connect(dbapi_connection: Any, _record: Any) -> None:
+        # SQLAlchemy emits BEGIN itself (see _on_sqlite_begin): the sqlite3 module would otherwise start
+        # transactions late and commit before DDL, which breaks transactional migrations.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            if wal:
+                # WAL lets the web endpoints read while a cycle writes. Its -wal and -shm files get the
+                # database file's permissions from SQLite itself.
+                cursor.execute("PRAGMA journal_mode = WAL")
+        finally:
+            cursor.close()
+
+    return connect
+
+
+def _on_sqlite_begin(conn: Connection) -> None:
+    # A write transaction takes the write lock up front: upgrading a read lock later can fail at once with
+    # SQLITE_BUSY (the busy timeout does not apply to that deadlock), which would abort a whole cycle.
+    mode = "IMMEDIATE" if conn.get_execution_options().get("circleback_write") else "DEFERRED"
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def create_engine(url: str | URL) -> Engine:
+    """An engine configured the way circleback needs it (also used by the migrations' env.py)."""
+    parsed = normalise_url(url) if isinstance(url, str) else url
+    if parsed.get_backend_name() == "sqlite":
+        path = _sqlite_file(parsed)
+        if path is None:
+            engine = sa_create_engine(parsed, poolclass=StaticPool, connect_args={"check_same_thread": False})
+        else:
+            _prepare_sqlite_file(path)
+            engine = sa_create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        event.listen(engine, "connect", _on_sqlite_connect(wal=path is not None))
+        event.listen(engine, "begin", _on_sqlite_begin)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
+    # pre-ping: a long-running daemon outlives server restarts.
+    return sa_create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Alembic configuration built in code, pointing at the migrations shipped inside this package."""
+    if not (MIGRATIONS_DIR / "env.py").is_file():
+        raise StoreError(f"database migrations are missing from the installation ({MIGRATIONS_DIR})")
+    config = Config()
+    # ConfigParser interpolation would read a '%' in the path as a reference.
+    config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _describe(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def _reason(exc: BaseException) -> str:
+    original = getattr(exc, "orig", None)
+    lines = str(original if original is not None else exc).strip().splitlines()
+    return lines[0] if lines else type(original or exc).__name__
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+class Store:
+    """circleback's database. Opening it migrates the schema to the newest revision."""
+
+    def __init__(self, url: str, *, clock: Callable[[], datetime] = _now, migrate: bool = True) -> None:
+        self.url = normalise_url(url)
+        self._clock = clock
+        self._engine = create_engine(self.url)
+        self._write_engine = self._engine.execution_options(circleback_write=True)
+        self._heads = frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
+        if migrate:
+            try:
+                self.migrate("head")
+            except BaseException:
+                self._engine.dispose()
+                raise
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def backend(self) -> str:
+        return self.url.get_backend_name()
+
+    def __repr__(self) -> str:
+        return f"Store({_describe(self.url)!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- schema and readiness ------------------------------------------------------------------------------
+
+    def migrate(self, revision: str = "head") -> None:
+        """Upgrade the schema to `revision`, in one transaction (DDL is transactional on both back ends)."""
+        try:
+            with self._write_engine.connect() as conn, conn.begin():
+                if self.backend == "postgresql":
+                    # Two processes starting together must not both create the tables.
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+                current = MigrationContext.configure(conn).get_current_heads()
+                if revision == "head" and frozenset(current) == self._heads:
+                    return  # the common case on every start; skips loading the migration scripts
+                command.upgrade(alembic_config(conn), revision)
+        except CommandError as exc:
+            raise StoreError(
+                f"cannot migrate database {_describe(self.url)}: {exc} "
+                "(was it written by a newer version of circleback?)"
+            ) from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open database {_describe(self.url)}: {_reason(exc)}") from exc
+
+    def current_revisions(self) -> frozenset[str]:
+        with self._engine.connect() as conn:
+            return frozenset(MigrationContext.configure(conn).get_current_heads())
+
+    def at_head(self) -> bool:
+        """True when the database schema is the newest this code knows (for /readyz)."""
+        try:
+            return self.current_revisions() == self._heads
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database {_describe(self.url)} is not reachable: {_reason(exc)}") from exc
+
+    def ping(self) -> None:
+        """Raise StoreError unless the database answers a trivial query."""
+        try:
+            with self._engine.connect() as conn:
+                conn.execute(text("SELECT 1")).scalar_one()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database {_describe(self.url)} is not reachable: {_reason(exc)}") from exc
+
+    # -- sessions --------------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        try:
+            with Session(self._engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read database {_describe(self.url)}: {_reason(exc)}") from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back if anything in it raises."""
+        try:
+            with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"database write failed, nothing was changed ({_describe(self.url)}): {_reason(exc)}"
+            ) from exc
+
+    # -- the interaction log -------------------------------------------------------------------------------
+
+    def interactions(self, include_undone: bool = False) -> list[StoredInteraction]:
+        """The log, oldest first. Undone entries are left out unless asked for."""
+        query = select(InteractionRow)
+        if not include_undone:
+            query = query.where(col(InteractionRow.undone).is_(False))
+        query = query.order_by(col(InteractionRow.at), col(InteractionRow.id))
+        with self._read() as s:
+            return [_stored_interaction(row) for row in s.exec(query)]
+
+    def interaction(self, interaction_id: int) -> StoredInteraction:
+        with self._read() as s:
+            row = s.get(InteractionRow, interaction_id)
+            if row is None:
+                raise InteractionNotFound(interaction_id)
+            return _stored_interaction(row)
+
+    def add_interaction(self, interaction: Interaction, *, occurrence_key: str | None = None) -> int | None:
+        """Log one interaction; returns its id, or None when the same entry was already logged."""
+        values = self._interaction_values(interaction, occurrence_key)
+        with self._write() as s:
+            return _insert_interaction(s, values)
+
+    def undo_interaction(self, interaction_id: int) -> StoredInteraction:
+        """Mark an entry undone. The row stays, so reconciling the same event later does not re-add it."""
+        with self._write() as s:
+            row = s.get(InteractionRow, interaction_id)
+            if row is None:
+                raise InteractionNotFound(interaction_id)
+            if not row.undone:
+                row.undone = True
+                s.add(row)
+                s.flush()
+            return _stored_interaction(row)
+
+    def reviews_done(self) -> list[datetime]:
+        """When self-reviews happened: completed review occurrences and review entries logged by hand
+        (interactions with connection `REVIEW_CONNECTION`), oldest first."""
+        with self._read() as s:
+            completed = s.exec(
+                select(OccurrenceRow).where(
+                    col(OccurrenceRow.kind) == OccurrenceKind.REVIEW.value,
+                    col(OccurrenceRow.status) == OccurrenceStatus.COMPLETED.value,
+                )
+            ).all()
+            logged = s.exec(
+                select(InteractionRow.at).where(
+                    col(InteractionRow.connection) == REVIEW_CONNECTION,
+                    col(InteractionRow.undone).is_(False),
+                )
+            ).all()
+            times = {row.completed_at or row.start for row in completed} | set(logged)
+        return sorted(times)
+
+    def _interaction_values(self, interaction: Interaction, occurrence_key: str | None) -> dict[str, Any]:
+        if interaction.source not in INTERACTION_SOURCES:
+            raise ValueError(
+                f"interaction source must be one of {', '.join(INTERACTION_SOURCES)}, "
+                f"got {interaction.source!r}"
+            )
+        kind = InteractionKind(interaction.kind)
+        return {
+            "connection": interaction.connection,
+            "at": interaction.at,
+            "kind": kind.value,
+            "note": interaction.note,
+            "source": interaction.source,
+            "event_uid": interaction.event_uid,
+            "occurrence_key": occurrence_key,
+            "undone": False,
+            "recorded_at": require_utc(self._clock(), "clock()"),
+            "dedupe_key": dedupe_key(interaction, occurrence_key),
+        }
+
+    # -- occurrences -----------------------------------------------------------------------------------------
+
+    def revisions(self, statuses: Collection[OccurrenceStatus] = OPEN_STATUSES) -> dict[str, Revision]:
+        return {row.key: row.revision for row in self.occurrences(statuses)}
+
+    def occurrences(self, statuses: Collection[OccurrenceStatus] | None = None) -> list[StoredOccurrence]:
+        """Stored occurrences (all, or those with the given statuses), by start time."""
+        query = select(OccurrenceRow)
+        if statuses is not None:
+            query = query.where(col(OccurrenceRow.status).in_([OccurrenceStatus(s).value for s in statuses]))
+        query = query.order_by(col(OccurrenceRow.start), col(OccurrenceRow.key))
+        with self._read() as s:
+            return [_stored_occurrence(row) for row in s.exec(query)]
+
+    def save_cycle(
+        self,
+        *,
+        revisions: Sequence[Revision],
+        removed: Collection[str],
+        statuses: Mapping[str, StatusChange],
+        interactions: Sequence[tuple[Interaction, str | None]],
+        status_for_new: OccurrenceStatus = OccurrenceStatus.PLACED,
+    ) -> CycleWrite:
+        """Persist one cycle's outcome in ONE transaction, in this order:
+
+        1. upsert `revisions`: new ones get `status_for_new`; an open one whose content changed while it
+           could not be written anywhere (`status_for_new` is planned) goes back to planned;
+        2. apply `statuses` (status, when, observed event UID) to stored occurrences;
+        3. delete the `removed` keys that are still planned or placed (history stays);
+        4. log `interactions` (with their occurrence key), skipping entries already logged.
+
+        Raises HistoryConflict if a revision targets a completed/missed/skipped occurrence, and
+        UnknownOccurrence for a status change of a key that is not stored; nothing is written then.
+        """
+        status_for_new = OccurrenceStatus(status_for_new)
+        if status_for_new not in OPEN_STATUSES:
+            raise ValueError(f"status_for_new must be planned or placed, got {status_for_new}")
+        changes = {key: _check_change(key, change) for key, change in statuses.items()}
+        entries = [self._interaction_values(i, key) for i, key in interactions]
+        created = updated = unchanged = 0
+        ids: list[int] = []
+        with self._write() as s:
+            wanted = {r.occurrence.key for r in revisions} | set(changes)
+            rows = _rows_by_key(s, wanted)
+            for revision in revisions:
+                key = revision.occurrence.key
+                row = rows.get(key)
+                if row is None:
+                    rows[key] = row = OccurrenceRow(
+                        key=key, status=status_for_new.value, **_content(revision)
+                    )
+                    s.add(row)
+                    created += 1
+                    continue
+                if row.status not in {st.value for st in OPEN_STATUSES}:
+                    raise HistoryConflict(
+                        f"occurrence {key!r} is already {row.status}; a new revision needs a new key"
+                    )
+                content = _content(revision)
+                changed = any(getattr(row, name) != value for name, value in content.items())
+                if changed:
+                    for name, value in content.items():
+                        setattr(row, name, value)
+                    updated += 1
+                else:
+                    unchanged += 1
+                if status_for_new is OccurrenceStatus.PLACED or changed:
+                    row.status = status_for_new.value
+                s.add(row)
+            s.flush()
+            for key, (status, at, event_uid) in changes.items():
+                row = rows.get(key)
+                if row is None:
+                    raise UnknownOccurrence(key)
+                row.status, row.completed_at, row.event_uid = status.value, at, event_uid
+                s.add(row)
+            s.flush()
+            removed_count = 0
+            for chunk in _chunks(sorted(set(removed))):
+                result = s.exec(
+                    delete(OccurrenceRow)
+                    .where(col(OccurrenceRow.key).in_(chunk))
+                    .where(col(OccurrenceRow.status).in_([st.value for st in OPEN_STATUSES]))
+                    .execution_options(synchronize_session=False)
+                )
+                removed_count += result.rowcount
+            for values in entries:
+                new_id = _insert_interaction(s, values)
+                if new_id is not None:
+                    ids.append(new_id)
+        return CycleWrite(
+            created=created,
+            updated=updated,
+            unchanged=unchanged,
+            removed=removed_count,
+            statuses_changed=len(changes),
+            interactions_added=len(ids),
+            interactions_duplicate=len(entries) - len(ids),
+            interaction_ids=tuple(ids),
+        )
+
+    def prune(self, *, before: datetime) -> int:
+        """Delete history occurrences (completed, missed, skipped) that ended before `before`; returns how
+        many. Open occurrences and the interaction log are never pruned: the log is what plans the future."""
+        cutoff = require_utc(before, "before")
+        history = [s.value for s in OccurrenceStatus if s not in OPEN_STATUSES]
+        with self._write() as s:
+            result = s.exec(
+                delete(OccurrenceRow)
+                .where(col(OccurrenceRow.status).in_(history))
+                .where(col(OccurrenceRow.end) < cutoff)
+                .execution_options(synchronize_session=False)
+            )
+            return int(result.rowcount)
+
+    # -- connections ---------------------------------------------------------------------------------------
+
+    def sync_connections(self, plan: Plan, *, now: datetime | None = None) -> ConnectionSync:
+        """Make the connection table mirror the plan. Log entries of dropped connections are kept."""
+        stamp = require_utc(now if now is not None else self._clock(), "now")
+        desired: dict[str, dict[str, Any]] = {
+            c.name: {
+                "kind": c.kind.value,
+                "stage": c.stage.value,
+                "email": c.email,
+                "target": c.target,
+                "every": str(c.every),
+                "duration_minutes": int(c.duration.total_seconds() // 60),
+                "next_action": c.next_action,
+            }
+            for c in plan.connections
+        }
+        added: list[str] = []
+        updated: list[str] = []
+        removed: list[str] = []
+        with self._write() as s:
+            existing = {row.name: row for row in s.exec(select(ConnectionRow))}
+            for name, gone in existing.items():
+                if name not in desired:
+                    s.delete(gone)
+                    removed.append(name)
+            s.flush()
+            for name, values in desired.items():
+                row = existing.get(name)
+                if row is None:
+                    s.add(ConnectionRow(name=name, updated_at=stamp, **values))
+                    added.append(name)
+                elif any(getattr(row, k) != v for k, v in values.items()):
+                    for k, v in values.items():
+                        setattr(row, k, v)
+                    row.updated_at = stamp
+                    s.add(row)
+                    updated.append(name)
+        return ConnectionSync(tuple(added), tuple(updated), tuple(removed))
+
+    def connections(self) -> list[StoredConnection]:
+        with self._read() as s:
+            rows = s.exec(select(ConnectionRow).order_by(col(ConnectionRow.name))).all()
+            return [
+                StoredConnection(
+                    name=r.name,
+                    kind=r.kind,
+                    stage=r.stage,
+                    email=r.email,
+                    target=r.target,
+                    every=r.every,
+                    duration_minutes=r.duration_minutes,
+                    next_action=r.next_action,
+                    updated_at=r.updated_at,
+                )
+                for r in rows
+            ]
+
+    # -- source calendars' fetch state -----------------------------------------------------------------------
+
+    def source_state(self, name: str) -> SourceState | None:
+        with self._read() as s:
+            row = s.get(SourceStateRow, name)
+            return None if row is None else _source_state(row)
+
+    def source_states(self) -> list[SourceState]:
+        with self._read() as s:
+            return [
+                _source_state(r) for r in s.exec(select(SourceStateRow).order_by(col(SourceStateRow.name)))
+            ]
+
+    def save_source_state(self, state: SourceState) -> None:
+        with self._write() as s:
+            row = s.get(SourceStateRow, state.name) or SourceStateRow(name=state.name)
+            row.etag = state.etag
+            row.last_modified_header = state.last_modified_header
+            row.fetched_at = state.fetched_at
+            row.ok_at = state.ok_at
+            row.last_error = state.last_error
+            row.failures = state.failures
+            row.next_attempt_at = state.next_attempt_at
+            s.add(row)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Helpers.
+
+
+def dedupe_key(interaction: Interaction, occurrence_key: str | None = None) -> str:
+    """The identity of a log entry for idempotency. An occurrence, or an observed event, counts once per
+    connection however often (and from however many calendars) it is read; an entry typed by hand is
+    always new."""
+    who = interaction.connection.casefold()
+    if occurrence_key:
+        # An occurrence completes once, even if its event shows up under two UIDs (copied and moved).
+        return f"{interaction.source}:{who}:occurrence:{occurrence_key}"
+    if interaction.event_uid:
+        return f"{interaction.source}:{who}:event:{interaction.event_uid}"
+    return f"{interaction.source}:{who}:entry:{uuid.uuid4().hex}"
+
+
+def _insert_interaction(session: Session, values: Mapping[str, Any]) -> int | None:
+    # ON CONFLICT DO NOTHING rather than catching IntegrityError: on PostgreSQL a failed INSERT aborts the
+    # whole transaction, and a duplicate must not cost the rest of the cycle.
+    table = table_of(InteractionRow)
+    dialect = session.get_bind().dialect.name
+    insert = pg_dialect.insert if dialect == "postgresql" else sqlite_dialect.insert
+    statement = (
+        insert(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .returning(table.c.id)
+    )
+    new_id = session.execute(statement).scalar_one_or_none()
+    return None if new_id is None else int(new_id)
+
+
+def _chunks(keys: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    """Bounded IN lists: SQLite limits the number of bound parameters per statement."""
+    for i in range(0, len(keys), size):
+        yield keys[i : i + size]
+
+
+def _rows_by_key(session: Session, keys: Collection[str]) -> dict[str, OccurrenceRow]:
+    rows: dict[str, OccurrenceRow] = {}
+    for chunk in _chunks(sorted(keys)):
+        for row in session.exec(select(OccurrenceRow).where(col(OccurrenceRow.key).in_(chunk))):
+            rows[row.key] = row
+    return rows
+
+
+def _content(revision: Revision) -> dict[str, Any]:
+    occ = revision.occurrence
+    return {
+        "uid": occ.uid,
+        "kind": OccurrenceKind(occ.kind).value,
+        "connection": occ.connection,
+        "due": occ.due,
+        "start": occ.start,
+        "end": occ.end,
+        "title": occ.title,
+        "description": occ.description,
+        "overdue": occ.overdue,
+        "sequence": revision.sequence,
+        "created": revision.created,
+        "last_modified": revision.last_modified,
+    }
+
+
+def _check_change(key: str, change: StatusChange) -> tuple[OccurrenceStatus, datetime | None, str | None]:
+    status, at, event_uid = change
+    return (
+        OccurrenceStatus(status),
+        None if at is None else require_utc(at, f"status change of {key}"),
+        event_uid,
+    )
+
+
+def _stored_occurrence(row: OccurrenceRow) -> StoredOccurrence:
+    occurrence = Occurrence(
+        key=row.key,
+        kind=OccurrenceKind(row.kind),
+        connection=row.connection,
+        due=row.due,
+        start=row.start,
+        end=row.end,
+        title=row.title,
+        description=row.description,
+        overdue=row.overdue,
+    )
+    return StoredOccurrence(
+        revision=Revision(occurrence, row.sequence, row.created, row.last_modified),
+        status=OccurrenceStatus(row.status),
+        completed_at=row.completed_at,
+        event_uid=row.event_uid,
+    )
+
+
+def _stored_interaction(row: InteractionRow) -> StoredInteraction:
+    assert row.id is not None
+    interaction = Interaction(
+        connection=row.connection,
+        at=row.at,
+        kind=InteractionKind(row.kind),
+        note=row.note,
+        source=row.source,
+        event_uid=row.event_uid,
+    )
+    return StoredInteraction(
+        id=row.id,
+        interaction=interaction,
+        undone=row.undone,
+        recorded_at=row.recorded_at,
+        occurrence_key=row.occurrence_key,
+    )
+
+
+def _source_state(row: SourceStateRow) -> SourceState:
+    return SourceState(
+        name=row.name,
+        etag=row.etag,
+        last_modified_header=row.last_modified_header,
+        fetched_at=row.fetched_at,
+        ok_at=row.ok_at,
+        last_error=row.last_error,
+        failures=row.failures,
+        next_attempt_at=row.next_attempt_at,
+    )

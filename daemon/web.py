@@ -1,0 +1,441 @@
+"""The HTTP side of the service: the feed at its secret URL, /healthz and /readyz, on Starlette + uvicorn.
+
+The app only reads: the feed bytes come from a FeedCache the scheduler fills, the heartbeat from a
+HealthState the scheduler beats, and readiness from a callable the service supplies. Nothing here
+renders, queries a calendar back end, or learns the token other than through the `token` callable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from daemon.feed_cache import FeedCache, FeedSnapshot
+from daemon.secret_token import TokenFileError, read_token
+from schedules.events import require_utc
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("circleback.access")
+
+FEED_MEDIA_TYPE = "text/calendar; charset=utf-8"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+RETRY_AFTER_SECONDS = 30
+FEED_PREFIX = "/feed/"
+FEED_SUFFIX = ".ics"
+REDACTED_FEED_PATH = "/feed/<redacted>.ics"
+
+Readiness = Callable[[], tuple[bool, dict[str, object]]]
+
+
+# --------------------------------------------------------------------------------------------- token
+
+
+class TokenFile:
+    """The current feed token, re-read when the file changes so `circleback feed rotate` takes effect
+    without a restart. Calling it costs one stat(); a file that turns unreadable keeps the last good
+    token in force (and says so once in the log) rather than taking the feed down."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._stamp = self._stat()
+        self._token = read_token(self.path)
+        self._warned = False
+
+    def _stat(self) -> tuple[int, int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        # The inode catches an atomic replace even within one mtime tick.
+        return (st.st_mtime_ns, st.st_ino, st.st_size, st.st_ctime_ns)
+
+    def __call__(self) -> str:
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return self._token
+        with self._lock:
+            if stamp != self._stamp:
+                try:
+                    self._token = read_token(self.path)
+                    self._warned = False
+                    log.info("feed token file %s changed; the new token is in force", self.path)
+                except (OSError, TokenFileError) as exc:
+                    if not self._warned:
+                        log.warning("feed token file unusable, keeping the previous token: %s", exc)
+                        self._warned = True
+                self._stamp = stamp
+            return self._token
+
+
+# -------------------------------------------------------------------------------------------- health
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class HealthState:
+    """What /healthz and /readyz report. The scheduler calls `beat(now)` from its jobs; `readiness` is
+    the service's own check (database, migrations, per-calendar status) and must not call Google."""
+
+    def __init__(
+        self,
+        *,
+        max_age: timedelta,
+        readiness: Readiness,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        if max_age <= timedelta(0):
+            raise ValueError("HealthState max_age must be positive")
+        self.max_age = max_age
+        self.readiness = readiness
+        self._clock = clock
+        self._last: datetime | None = None
+
+    def beat(self, now: datetime) -> None:
+        self._last = require_utc(now, "HealthState.beat now")
+
+    @property
+    def last_heartbeat(self) -> datetime | None:
+        return self._last
+
+    def liveness(self) -> tuple[bool, dict[str, object]]:
+        last = self._last
+        if last is None:
+            return False, {"status": "starting", "last_heartbeat": None, "age_seconds": None}
+        age = max(0.0, (self._clock() - last).total_seconds())
+        ok = age <= self.max_age.total_seconds()
+        return ok, {
+            "status": "ok" if ok else "stale",
+            "last_heartbeat": last.isoformat(),
+            "age_seconds": round(age, 3),
+        }
+
+
+# ----------------------------------------------------------------------------------- conditional GET
+
+_ETAG_MEMBER = re.compile(r'\s*(?:W/)?(?:"([^"]*)"|([^\s,"]+))\s*(?:,|$)')
+
+
+def etag_list_matches(header: str, etag: str) -> bool:
+    """If-None-Match semantics (RFC 9110 13.1.2): '*' or any member equal under weak comparison, i.e.
+    the opaque tags are compared with any W/ prefix ignored. Unquoted members from sloppy clients are
+    accepted; they cannot match anything else by accident because our tags are hex digests."""
+    if header.strip() == "*":
+        return True
+    ours = etag.removeprefix("W/").strip('"')
+    for m in _ETAG_MEMBER.finditer(header):
+        value = m.group(1) if m.group(1) is not None else m.group(2)
+        if value == ours:
+            return True
+    return False
+
+
+def _parse_http_date(value: str) -> datetime | None:
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)  # "-0000" parses naive; HTTP dates are GMT anyway
+    return parsed.astimezone(UTC)
+
+
+def not_modified(if_none_match: str | None, if_modified_since: str | None, snap: FeedSnapshot) -> bool:
+    """RFC 9110 13.2.2: If-None-Match decides when present; If-Modified-Since only in its absence."""
+    if if_none_match is not None:
+        return etag_list_matches(if_none_match, snap.etag)
+    if if_modified_since is None or if_modified_since.count(",") > 1:
+        return False  # absent, or a list rather than one HTTP-date: ignored (RFC 9110 13.1.3)
+    since = _parse_http_date(if_modified_since)
+    return since is not None and snap.last_modified <= since
+
+
+def _conditional_headers(raw: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    inm: str | None = None
+    ims: str | None = None
+    for name, value in raw:
+        if name == b"if-none-match":
+            # Repeated list-valued fields combine into one list (RFC 9110 5.3).
+            text = value.decode("latin-1")
+            inm = text if inm is None else f"{inm}, {text}"
+        elif name == b"if-modified-since":
+            ims = value.decode("latin-1")
+    return inm, ims
+
+
+# ----------------------------------------------------------------------------------------------- app
+
+
+def _json(payload: dict[str, object], status: int) -> Response:
+    body = json.dumps(payload, default=str, separators=(",", ":")) + "\n"
+    return Response(
+        body, status_code=status, media_type="application/json", headers={"Cache-Control": "no-store"}
+    )
+
+
+def _not_found() -> Response:
+    # Byte-for-byte Starlette's own 404, so a wrong token looks exactly like a path that does not exist.
+    return PlainTextResponse("Not Found", status_code=404)
+
+
+class FeedEndpoint:
+    """GET/HEAD /feed/{token}.ics as a plain ASGI app, for requests whose path starts with /feed/.
+
+    This is the one hot path (every subscribed calendar app polls it), so it skips Starlette's router
+    and Request/Response objects: the headers for the current snapshot are built once per feed change
+    and a request costs a token comparison, a header scan and two sends. Anything under /feed/ that is
+    not a well-formed feed URL gets the same 404 as a wrong token."""
+
+    def __init__(self, cache: FeedCache, token: Callable[[], str]) -> None:
+        self.cache = cache
+        self.token = token
+        self.cache_control = f"private, max-age={cache.max_age}".encode("ascii")
+        self._prepared: tuple[FeedSnapshot, list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]] | None = (
+            None
+        )
+
+    def _headers_for(self, snap: FeedSnapshot) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
+        prepared = self._prepared
+        if prepared is None or prepared[0] is not snap:
+            etag = snap.etag.encode("ascii")
+            full = [
+                (b"content-type", FEED_MEDIA_TYPE.encode("ascii")),
+                (b"content-length", str(len(snap.body)).encode("ascii")),
+                (b"etag", etag),
+                (b"last-modified", snap.last_modified_http.encode("ascii")),
+                (b"cache-control", self.cache_control),
+                (b"content-disposition", b'inline; filename="circleback.ics"'),
+                (b"x-content-type-options", b"nosniff"),
+            ]
+            # 304 carries the validators and caching fields a 200 would have (RFC 9110 15.4.5), no body.
+            prepared = (snap, full, [(b"etag", etag), (b"cache-control", self.cache_control)])
+            self._prepared = prepared
+        return prepared[1], prepared[2]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        given = path[len(FEED_PREFIX) : -len(FEED_SUFFIX)]
+        if not path.endswith(FEED_SUFFIX) or not given or "/" in given:
+            await _not_found()(scope, receive, send)
+            return
+        if scope["method"] not in ("GET", "HEAD"):
+            await PlainTextResponse("Method Not Allowed", 405, headers={"Allow": "GET, HEAD"})(
+                scope, receive, send
+            )
+            return
+        if not hmac.compare_digest(given.encode("utf-8", "replace"), self.token().encode("utf-8")):
+            await _not_found()(scope, receive, send)
+            return
+        snap = self.cache.snapshot()
+        if snap is None:
+            await PlainTextResponse(
+                "The feed has not been rendered yet; try again shortly.\n",
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
+            )(scope, receive, send)
+            return
+        full, unchanged = self._headers_for(snap)
+        if not_modified(*_conditional_headers(scope["headers"]), snap):
+            await send({"type": "http.response.start", "status": 304, "headers": unchanged})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": full})
+        body = b"" if scope["method"] == "HEAD" else snap.body
+        await send({"type": "http.response.body", "body": body})
+
+
+def build_app(*, cache: FeedCache, token: Callable[[], str], health: HealthState) -> Starlette:
+    async def healthz(request: Request) -> Response:
+        ok, payload = health.liveness()
+        return _json(payload, 200 if ok else 503)
+
+    async def readyz(request: Request) -> Response:
+        try:
+            ok, details = await run_in_threadpool(health.readiness)
+        except Exception as exc:
+            # The exception text may carry connection strings; log it here, answer with its type only.
+            log.warning("readiness check failed", exc_info=True)
+            return _json({"status": "unavailable", "details": {"error": type(exc).__name__}}, 503)
+        return _json({"status": "ok" if ok else "unavailable", "details": details}, 200 if ok else 503)
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        Route("/readyz", readyz, methods=["GET", "HEAD"]),
+    ]
+    feed = FeedEndpoint(cache, token)
+    # The feed is dispatched ahead of the router (see FeedEndpoint); the access log wraps both.
+    return Starlette(routes=routes, middleware=[Middleware(AccessLog), Middleware(FeedDispatch, feed=feed)])
+
+
+class FeedDispatch:
+    """Sends /feed/... to the feed endpoint and everything else on to the router."""
+
+    def __init__(self, app: ASGIApp, feed: FeedEndpoint) -> None:
+        self.app = app
+        self.feed = feed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(FEED_PREFIX):
+            await self.feed(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+# ---------------------------------------------------------------------------------------- access log
+
+
+def redact_path(path: str) -> str:
+    return REDACTED_FEED_PATH if path.startswith(FEED_PREFIX) else path
+
+
+class AccessLog:
+    """One log line per request, with the feed token cut out of the path and the query string dropped
+    (uvicorn's own access log is switched off because it would print both)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500  # what the client gets if the app raises before starting a response
+        started = time.perf_counter()
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                client = scope.get("client")
+                access_log.info(
+                    '%s "%s %s HTTP/%s" %d %.1fms',
+                    client[0] if client else "-",
+                    scope["method"],
+                    redact_path(scope["path"]),
+                    scope.get("http_version", "1.1"),
+                    status,
+                    (time.perf_counter() - started) * 1000,
+                )
+
+
+# -------------------------------------------------------------------------------------------- server
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn without its signal handling: the service owns SIGTERM/SIGINT and stops the server by
+    setting `should_exit`. uvicorn 0.54 already skips `capture_signals` off the main thread, but on the
+    main thread it would replace the service's handlers and re-raise the signal on exit; overriding it
+    makes the server safe to run from either."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def serve(
+    app: ASGIApp,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    http: str = "auto",
+    loop: str = "auto",
+) -> uvicorn.Server:
+    """A uvicorn server for `app`, to be run with `start_in_thread` (or `server.run()`)."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=http,
+        loop=loop,
+        log_config=None,  # the service configures logging; uvicorn must not replace it
+        access_log=False,  # AccessLog logs instead, with the token redacted
+        lifespan="off",
+        server_header=False,
+        timeout_graceful_shutdown=3,  # SIGTERM must finish within a few seconds
+    )
+    return EmbeddedServer(config)
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    @property
+    def port(self) -> int:
+        return bound_port(self.server)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        stop_server(self.server, self.thread, timeout)
+
+
+def start_in_thread(server: uvicorn.Server, *, timeout: float = 10.0) -> RunningServer:
+    """Run `server` in a daemon thread and return once it is listening (or raise if it cannot)."""
+
+    def run() -> None:
+        # uvicorn reports a failed bind with sys.exit(); keep that inside this thread, the caller hears
+        # about it below.
+        with contextlib.suppress(SystemExit):
+            server.run()
+
+    thread = threading.Thread(target=run, name="circleback-http", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive():
+            cfg = server.config
+            raise RuntimeError(
+                f"the HTTP server could not listen on {cfg.host}:{cfg.port} (see the log above)"
+            )
+        if time.monotonic() > deadline:
+            server.should_exit = True
+            raise TimeoutError(f"the HTTP server did not start within {timeout:g}s")
+        time.sleep(0.01)
+    return RunningServer(server, thread)
+
+
+def bound_port(server: uvicorn.Server) -> int:
+    """The port actually bound (useful with port 0)."""
+    for srv in getattr(server, "servers", []):
+        for sock in srv.sockets or ():
+            return int(sock.getsockname()[1])
+    raise RuntimeError("the HTTP server is not listening")
+
+
+def stop_server(server: uvicorn.Server, thread: threading.Thread, timeout: float = 5.0) -> None:
+    server.should_exit = True
+    thread.join(timeout)
+    if thread.is_alive():
+        server.force_exit = True  # abandon connections still open after the grace period
+        thread.join(2.0)

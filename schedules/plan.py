@@ -1,0 +1,731 @@
+"""Reading and validating the focus plan (plan.yaml), with a file, line, column and field for every problem.
+
+The YAML is *composed* into ruamel's node graph rather than loaded into Python objects:
+- nothing is ever built from a tag, so the parse is safe by construction;
+- every key, value and list item keeps its own line and column, even inside flow mappings;
+- duplicate keys are found while walking, so they join the other problems instead of aborting the parse;
+- a scalar keeps the text the person wrote, so an unquoted `17:30` is a time even in a `%YAML 1.1`
+  document (where it resolves to the base-60 integer 1050).
+The document is read as YAML 1.2 (`yes` is text there), but an unquoted yes/no/on/off where text is
+expected is still an error, because YAML 1.1 readers (and people) take it for a boolean.
+
+Choices made here, beyond the method's rules:
+- `review.every` is `month` or `quarter` (`1 month` and `3 months` are the same cadences and accepted);
+  any other cadence is an error, because the method revisits the plan monthly or quarterly.
+- `review.duration` and a connection's `duration` default to 30 minutes; `kind` defaults to person,
+  `target` to false, `review.kickoff` to true. Every other field of `owner`, `working_hours`, `review`
+  and a connection (`name`, `stage`, `every`, `next_action`) is required, as are all top-level keys.
+- An optional key given with no value (`email:`) is the same as leaving it out.
+- Email addresses are lower-cased; one address may identify only one connection and never the owner
+  (the owner attends every meeting, so it would match them all).
+- Names, keywords and working days compare case-insensitively; stage and kind accept any case.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import time, timedelta
+from functools import cache
+from zoneinfo import ZoneInfo, available_timezones
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.reader import ReaderError
+
+from schedules.cadence import Cadence, CadenceError, parse_cadence, parse_duration
+from schedules.model import (
+    MAX_CONNECTIONS,
+    WEEKDAYS,
+    Connection,
+    ConnectionKind,
+    Owner,
+    Plan,
+    Review,
+    Stage,
+    WorkingHours,
+)
+
+DEFAULT_DURATION = timedelta(minutes=30)
+REVIEW_CADENCES = (Cadence(1, "month"), Cadence(3, "month"))
+
+TOP_KEYS = ("owner", "timezone", "mindset", "working_hours", "review", "connections")
+OWNER_KEYS = ("name", "email")
+HOURS_KEYS = ("days", "start", "end")
+REVIEW_KEYS = ("every", "duration", "kickoff")
+CONNECTION_KEYS = (
+    "name",
+    "kind",
+    "email",
+    "emails",
+    "keywords",
+    "target",
+    "stage",
+    "every",
+    "duration",
+    "next_action",
+    "notes",
+)
+
+# Words people reach for instead of our key names; difflib alone cannot see that 'cadence' means 'every'.
+_SYNONYMS = {
+    "cadence": "every",
+    "frequency": "every",
+    "interval": "every",
+    "period": "every",
+    "repeat": "every",
+    "rhythm": "every",
+    "action": "next_action",
+    "next": "next_action",
+    "next_step": "next_action",
+    "wise_action": "next_action",
+    "type": "kind",
+    "phase": "stage",
+    "step": "stage",
+    "tz": "timezone",
+    "time_zone": "timezone",
+    "zone": "timezone",
+    "length": "duration",
+    "minutes": "duration",
+    "hours": "working_hours",
+    "workhours": "working_hours",
+    "work_hours": "working_hours",
+    "note": "notes",
+    "context": "notes",
+    "mail": "email",
+    "e_mail": "email",
+    "addresses": "emails",
+    "other_emails": "emails",
+    "keyword": "keywords",
+    "tags": "keywords",
+    "is_target": "target",
+    "new": "target",
+    "people": "connections",
+    "contacts": "connections",
+    "focus": "connections",
+    "reviews": "review",
+    "me": "owner",
+    "user": "owner",
+    "first": "start",
+    "from": "start",
+    "until": "end",
+    "to": "end",
+    "weekdays": "days",
+}
+
+_TAG = "tag:yaml.org,2002:"
+_STR, _BOOL, _INT, _FLOAT, _NULL = (_TAG + t for t in ("str", "bool", "int", "float", "null"))
+_TIMESTAMP, _MERGE = _TAG + "timestamp", _TAG + "merge"
+_MAX_NESTING = 200
+_YAML11_BOOLEANS = frozenset({"yes", "no", "on", "off"})
+
+_CLOCK_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*$")
+_EMAIL_RE = re.compile(r'^[^@\s<>(),;:"]+@[^@\s<>(),;:".]+(?:\.[^@\s<>(),;:".]+)+$')
+_ZONE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9_+\-]+)*$")
+# Files in a zoneinfo tree that load but are not places: the machine's own zone, a POSIX default, a dummy.
+_NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
+@dataclass(frozen=True)
+class PlanIssue:
+    """One problem in a plan file: 1-based line and column, and a field path like `connections[1].stage`."""
+
+    filename: str
+    line: int
+    column: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.filename}:{self.line}:{self.column}"
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class PlanInvalid(ValueError):
+    """Every problem found in a plan file, in the order they appear in it."""
+
+    def __init__(self, issues: Sequence[PlanIssue]) -> None:
+        self.issues = list(issues)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "\n".join(str(issue) for issue in self.issues)
+
+
+def parse_plan(text: str, filename: str) -> Plan:
+    """Read a focus plan; raise PlanInvalid listing every problem at once."""
+    checker = _Checker(filename)
+    plan = checker.read(text)
+    if checker.issues or plan is None:
+        raise PlanInvalid(checker.sorted_issues())
+    return plan
+
+
+@dataclass(frozen=True)
+class _Item:
+    """A value node with its field path and, when it came from a mapping, the key naming it."""
+
+    node: Node
+    path: str
+    key: Node | None = None
+
+
+@dataclass
+class _Entry:
+    """What one connection entry yielded, kept even when it is invalid, for the cross-entry rules."""
+
+    connection: Connection | None = None
+    name: tuple[str, _Item] | None = None
+    emails: list[tuple[str, _Item]] = field(default_factory=list)
+    target: bool | None = None  # None: unknown, because the entry or its target field is broken
+
+
+class _Checker:
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.issues: list[PlanIssue] = []
+
+    def sorted_issues(self) -> list[PlanIssue]:
+        unique = list(dict.fromkeys(self.issues))
+        return sorted(unique, key=lambda issue: (issue.line, issue.column))
+
+    # -- reporting ---------------------------------------------------------------------------------------
+
+    def add(self, line: int, column: int, path: str, message: str) -> None:
+        self.issues.append(PlanIssue(self.filename, line, column, path, message))
+
+    def at_node(self, node: Node, path: str, message: str) -> None:
+        mark = node.start_mark
+        self.add(mark.line + 1, mark.column + 1, path, message)
+
+    def at(self, item: _Item, message: str, *, path: str | None = None) -> None:
+        # An empty value (`email:`) is marked where the next token starts, often the next line; the key is
+        # where the reader should look.
+        implicit_null = isinstance(item.node, ScalarNode) and item.node.tag == _NULL and item.node.value == ""
+        node = item.key if implicit_null and item.key is not None else item.node
+        self.at_node(node, item.path if path is None else path, message)
+
+    def at_key(self, item: _Item, message: str) -> None:
+        self.at_node(item.key if item.key is not None else item.node, item.path, message)
+
+    # -- YAML ---------------------------------------------------------------------------------------------
+
+    def compose(self, text: str) -> Node | None:
+        deep = _too_deep(text)
+        if deep is not None:
+            line, column = _position_of(text, deep)
+            self.add(line, column, "", f"invalid YAML: nested more than {_MAX_NESTING} levels deep")
+            return None
+        try:
+            with warnings.catch_warnings():
+                # A reused anchor is legal YAML 1.2; ruamel's warning about it would only leak to stderr.
+                warnings.simplefilter("ignore")
+                node: Node | None = YAML(typ="rt").compose(text)
+            return node
+        except MarkedYAMLError as err:
+            mark = err.problem_mark or err.context_mark
+            detail = _yaml_detail(err.context, err.problem)
+            line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+            self.add(line, column, "", f"invalid YAML: {detail}")
+        except ReaderError as err:
+            line, column = _position_of(text, int(err.position))
+            character = err.character
+            shown = f"#x{character:04x}" if isinstance(character, int) else repr(character)
+            self.add(line, column, "", f"invalid YAML: character {shown} is not allowed: {err.reason}")
+        except YAMLError as err:
+            self.add(1, 1, "", f"invalid YAML: {str(err).strip() or type(err).__name__}")
+        except RecursionError:
+            self.add(1, 1, "", "invalid YAML: nested too deeply to read")
+        except AssertionError as err:
+            # ruamel asserts (rather than raising a YAMLError) on a %YAML directive it does not know.
+            self.add(1, 1, "", f"invalid YAML: {err or 'the document cannot be read'}")
+        return None
+
+    def read(self, text: str) -> Plan | None:
+        root = self.compose(text)
+        if self.issues:
+            return None
+        if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL and root.value == ""):
+            self.add(1, 1, "", "the plan is empty: it needs " + ", ".join(TOP_KEYS))
+            return None
+        fields = self.mapping(_Item(root, ""), TOP_KEYS, required=TOP_KEYS)
+        if fields is None:
+            return None
+        owner = self.owner(fields["owner"]) if "owner" in fields else None
+        timezone = self.timezone(fields["timezone"]) if "timezone" in fields else None
+        mindset = self.text(fields["mindset"]) if "mindset" in fields else None
+        hours = self.working_hours(fields["working_hours"]) if "working_hours" in fields else None
+        review = self.review(fields["review"]) if "review" in fields else None
+        owner_email = owner.email if owner is not None else None
+        connections = (
+            self.connections(fields["connections"], owner_email) if "connections" in fields else None
+        )
+        if owner is None or timezone is None or mindset is None or hours is None or review is None:
+            return None
+        if connections is None:
+            return None
+        return Plan(owner, timezone, mindset, hours, review, connections)
+
+    # -- structure ----------------------------------------------------------------------------------------
+
+    def mapping(self, item: _Item, known: Sequence[str], required: Iterable[str]) -> dict[str, _Item] | None:
+        node = item.node
+        if not isinstance(node, MappingNode):
+            what = "the plan must be" if not item.path else "expected"
+            self.at(item, f"{what} a mapping with the keys {', '.join(known)}; got {_describe(node)}")
+            return None
+        fields: dict[str, _Item] = {}
+        suggested: set[str] = set()
+        merged = False
+        for key, value in node.value:
+            if not (isinstance(key, ScalarNode) and key.tag == _STR):
+                message = (
+                    "merge keys (<<) are not supported: write the keys out"
+                    if key.tag == _MERGE
+                    else f"keys must be names such as '{known[0]}', got {_describe(key)}"
+                )
+                # Whatever a merge would have brought in is unknown, so "required" would only be noise.
+                merged = merged or key.tag == _MERGE
+                self.at_node(key, item.path, message)
+                continue
+            name = key.value
+            path = f"{item.path}.{name}" if item.path else name
+            if name not in known:
+                suggestion = _closest_key(name, known)
+                hint = f"did you mean '{suggestion}'?" if suggestion else f"known keys: {', '.join(known)}"
+                self.at_node(key, path, f"unknown key '{name}' ({hint})")
+                if suggestion:
+                    suggested.add(suggestion)
+                continue
+            if name in fields:
+                first = fields[name].key
+                where = (
+                    f"{first.start_mark.line + 1}:{first.start_mark.column + 1}" if first is not None else "?"
+                )
+                self.at_node(key, path, f"duplicate key '{name}' (first given at {where})")
+                continue
+            fields[name] = _Item(value, path, key)
+        for name in required:
+            # A misspelt key already has its own issue naming this one; saying "required" too is noise.
+            if name not in fields and name not in suggested and not merged:
+                path = f"{item.path}.{name}" if item.path else name
+                self.at(item, "is required", path=path)
+        return fields
+
+    def sequence(self, item: _Item, example: str) -> list[_Item] | None:
+        node = item.node
+        if isinstance(node, SequenceNode):
+            return [_Item(child, f"{item.path}[{i}]") for i, child in enumerate(node.value)]
+        self.at(item, f"expected a list such as {example}, got {_describe(node)}")
+        return None
+
+    # -- scalars ------------------------------------------------------------------------------------------
+
+    def text(self, item: _Item, *, empty_ok: bool = False) -> str | None:
+        node = item.node
+        if isinstance(node, ScalarNode) and node.tag == _STR:
+            if node.style is None and node.value.lower() in _YAML11_BOOLEANS:
+                self.at(item, f"'{node.value}' reads as a boolean in YAML 1.1; quote it if you mean the text")
+                return None
+            value: str = node.value.strip()
+            if not value and not empty_ok:
+                self.at(item, "must not be empty")
+                return None
+            return value
+        if isinstance(node, ScalarNode) and node.tag == _NULL:
+            if empty_ok:
+                return ""
+            self.at(item, "must not be empty")
+            return None
+        hint = " (quote it to use it as text)" if _is_plain_value(node) else ""
+        self.at(item, f"expected text, got {_describe(node)}{hint}")
+        return None
+
+    def flag(self, item: _Item) -> bool | None:
+        node = item.node
+        if isinstance(node, ScalarNode) and node.tag == _BOOL:
+            return str(node.value).lower() in ("true", "yes", "on")
+        quoted = isinstance(node, ScalarNode) and node.tag == _STR and node.value.lower() in ("true", "false")
+        self.at(item, f"expected true or false{' without quotes' if quoted else ''}, got {_describe(node)}")
+        return None
+
+    def choice(self, item: _Item, choices: Sequence[str]) -> str | None:
+        value = self.text(item)
+        if value is None:
+            return None
+        if value.lower() not in choices:
+            self.at(item, f"must be one of {', '.join(choices)}")
+            return None
+        return value.lower()
+
+    def cadence(self, item: _Item) -> Cadence | None:
+        node = item.node
+        if isinstance(node, ScalarNode) and node.tag == _STR:
+            try:
+                return parse_cadence(node.value)
+            except CadenceError as err:
+                self.at(item, str(err))
+                return None
+        self.at(
+            item, f"expected a cadence such as 'week', '2 weeks', 'month' or 'quarter', got {_describe(node)}"
+        )
+        return None
+
+    def duration(self, item: _Item) -> timedelta | None:
+        node = item.node
+        if isinstance(node, ScalarNode) and node.tag == _STR:
+            try:
+                return parse_duration(node.value)
+            except CadenceError as err:
+                self.at(item, str(err))
+                return None
+        self.at(item, f"expected a duration such as '30m', '1h' or '1h30m', got {_describe(node)}")
+        return None
+
+    def clock(self, item: _Item) -> time | None:
+        node = item.node
+        # An int tag is YAML 1.1 reading an unquoted 17:30 as base 60; the text is still the time meant.
+        if isinstance(node, ScalarNode) and node.tag in (_STR, _INT):
+            match = _CLOCK_RE.match(node.value)
+            if match and int(match.group(1)) < 24 and int(match.group(2)) < 60:
+                return time(int(match.group(1)), int(match.group(2)))
+        self.at(item, f'expected a time of day such as "09:00" (24-hour HH:MM), got {_describe(node)}')
+        return None
+
+    def email(self, item: _Item) -> str | None:
+        value = self.text(item)
+        if value is None:
+            return None
+        if not _EMAIL_RE.match(value):
+            self.at(item, f"'{_short(value)}' is not an email address")
+            return None
+        return value.lower()
+
+    # -- sections -----------------------------------------------------------------------------------------
+
+    def owner(self, item: _Item) -> Owner | None:
+        fields = self.mapping(item, OWNER_KEYS, required=("name",))
+        if fields is None:
+            return None
+        name = self.text(fields["name"]) if "name" in fields else None
+        given = _given(fields, "email")
+        email = self.email(given) if given is not None else None
+        if name is None or (given is not None and email is None):
+            return None
+        return Owner(name, email)
+
+    def timezone(self, item: _Item) -> str | None:
+        name = self.text(item)
+        if name is None:
+            return None
+        if _is_zone(name):
+            return name
+        suggestion = _closest_zone(name)
+        hint = f" (did you mean '{suggestion}'?)" if suggestion else ""
+        self.at(item, f"'{_short(name)}' is not an IANA time zone such as 'Europe/London'{hint}")
+        return None
+
+    def working_hours(self, item: _Item) -> WorkingHours | None:
+        fields = self.mapping(item, HOURS_KEYS, required=HOURS_KEYS)
+        if fields is None:
+            return None
+        days = self.days(fields["days"]) if "days" in fields else None
+        start = self.clock(fields["start"]) if "start" in fields else None
+        end = self.clock(fields["end"]) if "end" in fields else None
+        if start is None or end is None:
+            return None
+        if start >= end:
+            self.at(fields["end"], f"must be later than start ({start:%H:%M})")
+            return None
+        if days is None:
+            return None
+        return WorkingHours(days, start, end)
+
+    def days(self, item: _Item) -> frozenset[int] | None:
+        entries = self.sequence(item, "[mon, tue, wed, thu, fri]")
+        if entries is None:
+            return None
+        if not entries:
+            self.at(item, "must list at least one working day, such as [mon, tue, wed, thu, fri]")
+            return None
+        seen: set[int] = set()
+        ok = True
+        for entry in entries:
+            value = self.text(entry)
+            if value is None:
+                ok = False
+                continue
+            day = value.lower()
+            if day not in WEEKDAYS:
+                guess = difflib.get_close_matches(day, WEEKDAYS, n=1, cutoff=0.6)
+                hint = f" (did you mean '{guess[0]}'?)" if guess else ""
+                self.at(entry, f"must be one of {', '.join(WEEKDAYS)}{hint}")
+                ok = False
+            elif WEEKDAYS.index(day) in seen:
+                self.at(entry, f"'{day}' is listed twice")
+                ok = False
+            else:
+                seen.add(WEEKDAYS.index(day))
+        return frozenset(seen) if ok else None
+
+    def review(self, item: _Item) -> Review | None:
+        fields = self.mapping(item, REVIEW_KEYS, required=("every",))
+        if fields is None:
+            return None
+        every = self.cadence(fields["every"]) if "every" in fields else None
+        if every is not None and every not in REVIEW_CADENCES:
+            self.at(
+                fields["every"],
+                "must be month or quarter: the method revisits the plan every month or quarter",
+            )
+            every = None
+        given = _given(fields, "duration")
+        duration = self.duration(given) if given is not None else DEFAULT_DURATION
+        given = _given(fields, "kickoff")
+        kickoff = self.flag(given) if given is not None else True
+        if every is None or duration is None or kickoff is None:
+            return None
+        return Review(every, duration, kickoff)
+
+    def connections(self, item: _Item, owner_email: str | None) -> tuple[Connection, ...] | None:
+        items = self.sequence(item, "[{name: ..., stage: find, ...}]")
+        if items is None:
+            return None
+        if not items:
+            self.at_key(item, "must list one to five connections; found none")
+            return None
+        if len(items) > MAX_CONNECTIONS:
+            # Shown at the first entry too many, but the field is the list: which one to drop is a choice.
+            message = f"at most five connections: the method focuses on up to five (found {len(items)})"
+            self.at(items[MAX_CONNECTIONS], message, path=item.path)
+        entries = [self.connection(entry) for entry in items]
+        self.check_names(entries)
+        self.check_emails(entries, owner_email)
+        targets = [entry.target for entry in entries]
+        if True not in targets and None not in targets:
+            self.at_key(
+                item, "at least one connection must be a target (target: true): a new connection to create"
+            )
+        if len(items) > MAX_CONNECTIONS or any(entry.connection is None for entry in entries):
+            return None
+        return tuple(entry.connection for entry in entries if entry.connection is not None)
+
+    def connection(self, item: _Item) -> _Entry:
+        required = ("name", "stage", "every", "next_action")
+        fields = self.mapping(item, CONNECTION_KEYS, required=required)
+        entry = _Entry()
+        if fields is None:
+            return entry
+        name = self.text(fields["name"]) if "name" in fields else None
+        if name is not None:
+            entry.name = (name, fields["name"])
+        given = _given(fields, "kind")
+        kind = self.choice(given, [k.value for k in ConnectionKind]) if given is not None else "person"
+        given = _given(fields, "email")
+        email = self.email(given) if given is not None else None
+        if email is not None and given is not None:
+            entry.emails.append((email, given))
+        emails_ok = given is None or email is not None
+        given = _given(fields, "emails")
+        addresses = self.sequence(given, "[grace@work.example]") if given is not None else []
+        emails_ok = emails_ok and addresses is not None
+        for address in addresses or []:
+            value = self.email(address)
+            if value is None:
+                emails_ok = False
+            elif value not in (known for known, _ in entry.emails):
+                entry.emails.append((value, address))
+        keywords = self.keywords(_given(fields, "keywords"))
+        given = _given(fields, "target")
+        entry.target = self.flag(given) if given is not None else False
+        stage = self.choice(fields["stage"], [s.value for s in Stage]) if "stage" in fields else None
+        every = self.cadence(fields["every"]) if "every" in fields else None
+        given = _given(fields, "duration")
+        duration = self.duration(given) if given is not None else DEFAULT_DURATION
+        action = self.text(fields["next_action"]) if "next_action" in fields else None
+        given = _given(fields, "notes")
+        notes = self.text(given, empty_ok=True) if given is not None else ""
+        if (
+            name is None
+            or kind is None
+            or not emails_ok
+            or keywords is None
+            or entry.target is None
+            or stage is None
+            or every is None
+            or duration is None
+            or action is None
+            or notes is None
+        ):
+            return entry
+        further = tuple(address for address, _ in entry.emails if address != email)
+        entry.connection = Connection(
+            name=name,
+            kind=ConnectionKind(kind),
+            stage=Stage(stage),
+            every=every,
+            duration=duration,
+            next_action=action,
+            target=entry.target,
+            email=email,
+            emails=further,
+            keywords=keywords,
+            notes=notes,
+        )
+        return entry
+
+    def keywords(self, item: _Item | None) -> tuple[str, ...] | None:
+        if item is None:
+            return ()
+        entries = self.sequence(item, "[meetup, women in tech]")
+        if entries is None:
+            return None
+        words: list[str] = []
+        for entry in entries:
+            value = self.text(entry)
+            if value is None:
+                return None
+            if value.lower() not in words:
+                words.append(value.lower())
+        return tuple(words)
+
+    def check_names(self, entries: Sequence[_Entry]) -> None:
+        seen: dict[str, int] = {}
+        for index, entry in enumerate(entries):
+            if entry.name is None:
+                continue
+            name, item = entry.name
+            folded = name.casefold()
+            if folded in seen:
+                self.at(
+                    item, f"'{_short(name)}' is already connections[{seen[folded]}]; names must be unique"
+                )
+                entry.connection = None
+            else:
+                seen[folded] = index
+
+    def check_emails(self, entries: Sequence[_Entry], owner_email: str | None) -> None:
+        seen: dict[str, int] = {}
+        for index, entry in enumerate(entries):
+            for address, item in entry.emails:
+                if address == owner_email:
+                    self.at(item, f"'{address}' is the owner's own address: it would match every meeting")
+                    entry.connection = None
+                elif seen.get(address, index) != index:
+                    self.at(item, f"'{address}' already identifies connections[{seen[address]}]")
+                    entry.connection = None
+                else:
+                    seen[address] = index
+
+
+def _given(fields: dict[str, _Item], name: str) -> _Item | None:
+    """The item for an optional key, or None when it is absent or written with no value."""
+    item = fields.get(name)
+    if item is None or (isinstance(item.node, ScalarNode) and item.node.tag == _NULL):
+        return None
+    return item
+
+
+def _is_plain_value(node: Node) -> bool:
+    return isinstance(node, ScalarNode) and node.tag in (_BOOL, _INT, _FLOAT, _TIMESTAMP)
+
+
+def _describe(node: Node) -> str:
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    if isinstance(node, SequenceNode):
+        return "a list"
+    tag, value = node.tag, str(node.value)
+    if tag == _NULL:
+        return "nothing"
+    if tag == _BOOL:
+        return f"the boolean {value}"
+    if tag in (_INT, _FLOAT):
+        return f"the number {value}"
+    if tag == _TIMESTAMP:
+        return f"the date {value}"
+    if tag == _STR:
+        return f"'{_short(value)}'"
+    return f"a value tagged {tag}"
+
+
+def _short(value: str, limit: int = 40) -> str:
+    flat = " ".join(value.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _closest_key(name: str, known: Sequence[str]) -> str | None:
+    folded = name.strip().lower().replace("-", "_").replace(" ", "_")
+    if folded in known:
+        return folded
+    synonyms = {word: key for word, key in _SYNONYMS.items() if key in known}
+    if folded in synonyms:
+        return synonyms[folded]
+    match = difflib.get_close_matches(folded, [*known, *synonyms], n=1, cutoff=0.7)
+    if not match:
+        return None
+    return synonyms.get(match[0], match[0])
+
+
+def _is_zone(name: str) -> bool:
+    if not _ZONE_RE.match(name) or name in _NOT_ZONES or name.startswith(("posix/", "right/")):
+        return False
+    try:
+        ZoneInfo(name)
+    except (ValueError, KeyError, OSError):
+        # ValueError: not a normalised relative key; KeyError: ZoneInfoNotFoundError; OSError: a directory.
+        return False
+    return True
+
+
+@cache
+def _zone_names() -> dict[str, str]:
+    return {zone.lower(): zone for zone in available_timezones() if zone not in _NOT_ZONES}
+
+
+def _closest_zone(name: str) -> str | None:
+    names = _zone_names()
+    folded = name.strip().lower().replace(" ", "_")
+    if folded in names:
+        return names[folded]
+    match = difflib.get_close_matches(folded, list(names), n=1, cutoff=0.8)
+    return names[match[0]] if match else None
+
+
+def _too_deep(text: str) -> int | None:
+    """The index of the bracket that opens a level past _MAX_NESTING, counting brackets naively.
+
+    ruamel's scanner slows down quadratically on a long run of open brackets (seconds for a few thousand)
+    before recursing too deeply, so a pathological file is refused before it reaches the scanner. Counting
+    brackets inside quotes or comments too only matters hundreds of levels away from any real plan.
+    """
+    depth = 0
+    for index, char in enumerate(text):
+        if char in "[{":
+            depth += 1
+            if depth > _MAX_NESTING:
+                return index
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+    return None
+
+
+def _yaml_detail(context: object, problem: object) -> str:
+    context_text, problem_text = str(context or "").strip(), str(problem or "").strip()
+    if not problem_text:
+        return context_text or "the document cannot be read"
+    if not context_text:
+        return problem_text
+    # ruamel phrases some pairs as one sentence split in two ("expected a single document", "but found...").
+    if problem_text.startswith("but "):
+        return f"{context_text}, {problem_text}"
+    return f"{problem_text} ({context_text})"
+
+
+def _position_of(text: str, index: int) -> tuple[int, int]:
+    line = text.count("\n", 0, index) + 1
+    return line, index - (text.rfind("\n", 0, index) + 1) + 1

@@ -1,0 +1,209 @@
+"""The `circleback` command run as a real subprocess, on the embedded default (SQLite, ICS feed)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from icalendar import Calendar
+
+FIXTURES = Path(__file__).parent / "fixtures"
+ADA = FIXTURES / "plans" / "ada.yaml"
+NOW = "2026-11-23T09:30:00+00:00"  # a Monday
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    for sub in ("config", "data", "state"):
+        (tmp_path / sub).mkdir()
+    return tmp_path
+
+
+@pytest.fixture
+def run(home: Path) -> Run:
+    env = {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "XDG_DATA_HOME": str(home / "data"),
+        "XDG_STATE_HOME": str(home / "state"),
+    }
+    for name in [k for k in env if k.startswith("CIRCLEBACK_")]:
+        del env[name]
+
+    def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "daemon.cli", *args],
+            env=env,
+            cwd=home,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        return proc
+
+    return _run
+
+
+@pytest.fixture
+def plan(home: Path) -> Path:
+    target = home / "plan.yaml"
+    shutil.copy(ADA, target)
+    return target
+
+
+def test_help_on_every_command(run: Run) -> None:
+    for args in (
+        [],
+        ["init"],
+        ["plan", "check"],
+        ["agenda"],
+        ["sync"],
+        ["reconcile"],
+        ["feed", "export"],
+        ["feed", "url"],
+        ["feed", "rotate"],
+        ["log", "add"],
+        ["log", "list"],
+        ["log", "undo"],
+        ["status"],
+        ["run"],
+        ["config"],
+    ):
+        proc = run(*args, "--help")
+        assert proc.stdout.startswith("usage: circleback"), args
+
+
+def test_init_writes_a_plan_that_checks_and_refuses_to_overwrite(run: Run, home: Path) -> None:
+    proc = run("init", str(home / "cfg"))
+    assert (home / "cfg" / "plan.yaml").exists() and (home / "cfg" / "config.toml").exists()
+    assert "wrote" in proc.stdout
+    checked = run("plan", "check", str(home / "cfg" / "plan.yaml"))
+    assert "ok" in checked.stdout
+    again = run("init", str(home / "cfg"), check=False)
+    assert again.returncode == 2
+    assert "already exist" in again.stderr
+
+
+def test_init_default_directory_is_xdg(run: Run, home: Path) -> None:
+    run("init")
+    assert (home / "config" / "circleback" / "plan.yaml").exists()
+    # With no flags at all the XDG plan is used.
+    assert "ok" in run("plan", "check").stdout
+
+
+def test_broken_plan_exit_2_names_line_and_field_and_writes_nothing(run: Run, home: Path) -> None:
+    bad = home / "bad.yaml"
+    bad.write_text(ADA.read_text().replace("stage: find", "stage: finde"))
+    feed = home / "feed.ics"
+    proc = run("feed", "export", "--plan", str(bad), "-o", str(feed), check=False)
+    assert proc.returncode == 2
+    assert "bad.yaml:" in proc.stderr and "connections[1].stage" in proc.stderr
+    assert not feed.exists()
+    assert list((home / "data").iterdir()) == []  # no database created
+    assert list((home / "state").iterdir()) == []
+
+
+def test_missing_plan_is_bad_input(run: Run, home: Path) -> None:
+    proc = run("agenda", "--plan", str(home / "nope.yaml"), check=False)
+    assert proc.returncode == 2
+    assert "nope.yaml: plan file not found" in proc.stderr
+
+
+def test_agenda_lists_kickoff_and_touchpoints(run: Run, plan: Path) -> None:
+    proc = run("agenda", "--plan", str(plan), "--now", NOW, "--days", "7")
+    assert "Review: relationship plan (kickoff)" in proc.stdout
+    assert "Nurture: Grace Hopper" in proc.stdout
+    assert "Find: Women in Tech London" in proc.stdout
+    as_json = json.loads(run("agenda", "--plan", str(plan), "--now", NOW, "--days", "7", "--json").stdout)
+    titles = {item["title"] for item in as_json}
+    assert {"Nurture: Grace Hopper", "Find: Women in Tech London"} <= titles
+    for item in as_json:
+        assert item["start"].endswith("+00:00")  # Europe/London in November is GMT, shown in plan zone
+        assert "2026-11-23" <= item["start"][:10] <= "2026-11-29"
+
+
+def test_global_options_accepted_before_and_after_subcommand(run: Run, plan: Path, home: Path) -> None:
+    first = run("--plan", str(plan), "--now", NOW, "agenda", "--json").stdout
+    second = run("agenda", "--json", "--plan", str(plan), "--now", NOW).stdout
+    assert first == second
+
+
+def test_feed_export_is_stable_and_parses(run: Run, plan: Path, home: Path) -> None:
+    feed = home / "out" / "feed.ics"
+    feed.parent.mkdir()
+    run("feed", "export", "--plan", str(plan), "--now", NOW, "-o", str(feed))
+    first = feed.read_bytes()
+    calendar = Calendar.from_ical(first)
+    events = calendar.walk("VEVENT")
+    assert events, "the feed has events"
+    assert all(str(e["UID"]).endswith("@circleback.invalid") for e in events)
+    run("feed", "export", "--plan", str(plan), "--now", NOW, "-o", str(feed))
+    assert feed.read_bytes() == first, "same plan, same log, same time: identical bytes"
+
+
+def test_busy_file_moves_touchpoints(run: Run, plan: Path, home: Path) -> None:
+    free = json.loads(run("agenda", "--plan", str(plan), "--now", NOW, "--json").stdout)
+    first = free[0]
+    busy = home / "busy.ics"
+    busy.write_text(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n"
+        "BEGIN:VEVENT\r\nUID:busy-1@test\r\nDTSTAMP:20261101T000000Z\r\n"
+        f"DTSTART:{first['start'][:19].replace('-', '').replace(':', '')}Z\r\n"
+        f"DTEND:{first['end'][:19].replace('-', '').replace(':', '')}Z\r\n"
+        "SUMMARY:Board meeting\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+    moved = json.loads(run("agenda", "--plan", str(plan), "--now", NOW, "--json", "--busy", str(busy)).stdout)
+    assert all(item["start"] != first["start"] for item in moved)
+
+
+def test_log_add_list_undo_and_status(run: Run, plan: Path) -> None:
+    added = run(
+        "log",
+        "add",
+        "grace hopper",
+        "--plan",
+        str(plan),
+        "--on",
+        "2026-11-20",
+        "--note",
+        "coffee",
+        "--now",
+        NOW,
+    )
+    assert "logged #1" in added.stdout
+    listed = json.loads(run("log", "list", "--json", "--plan", str(plan)).stdout)
+    assert listed[0]["connection"] == "Grace Hopper"
+    assert listed[0]["source"] == "manual" and listed[0]["note"] == "coffee"
+    status = json.loads(run("status", "--json", "--plan", str(plan), "--now", NOW).stdout)
+    grace = next(c for c in status["connections"] if c["name"] == "Grace Hopper")
+    assert grace["last_interaction"].startswith("2026-11-20")
+    assert grace["next_due"] == "2026-12-04"  # two weeks after the coffee
+    assert grace["overdue"] is False
+    run("log", "undo", "1", "--plan", str(plan))
+    assert json.loads(run("log", "list", "--json", "--plan", str(plan)).stdout) == []
+    missing = run("log", "undo", "99", "--plan", str(plan), check=False)
+    assert missing.returncode == 2 and "no log entry #99" in missing.stderr
+
+
+def test_log_add_unknown_name_is_bad_input(run: Run, plan: Path) -> None:
+    proc = run("log", "add", "Alan Turing", "--plan", str(plan), check=False)
+    assert proc.returncode == 2
+    assert "'Alan Turing' is not a connection" in proc.stderr
+
+
+def test_bad_config_names_file_and_key(run: Run, plan: Path, home: Path) -> None:
+    config = home / "c.toml"
+    config.write_text('plan = "plan.yaml"\n[http]\nprot = 1\n')
+    proc = run("agenda", "--config", str(config), check=False)
+    assert proc.returncode == 2
+    assert "c.toml" in proc.stderr and "prot" in proc.stderr

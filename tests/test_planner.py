@@ -1,0 +1,605 @@
+"""The planner on fixed inputs: what is due, where it lands, what it is called and what it carries."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from schedules.cadence import parse_cadence
+from schedules.describe import ago, review_description, touchpoint_description, touchpoint_title
+from schedules.events import Interaction, Interval
+from schedules.model import Connection, ConnectionKind, Owner, Plan, Review, Stage, WorkingHours
+from schedules.occurrence import Occurrence, OccurrenceKind
+from schedules.planner import due_dates, plan_occurrences
+
+LONDON = ZoneInfo("Europe/London")
+MINDSET = "Relationships are the currency of leadership; I build them before I need them."
+MONDAY = date(2026, 11, 23)  # "today"; London is on GMT, so local clock times equal UTC ones
+NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+QUARTER_YEAR = timedelta(weeks=13)
+
+GRACE = Connection(
+    name="Grace Hopper",
+    kind=ConnectionKind.PERSON,
+    stage=Stage.NURTURE,
+    every=parse_cadence("2 weeks"),
+    duration=timedelta(minutes=30),
+    next_action="Send her the compiler article she asked about",
+    email="grace@example.com",
+)
+WITL = Connection(
+    name="Women in Tech London",
+    kind=ConnectionKind.GROUP,
+    stage=Stage.FIND,
+    every=parse_cadence("month"),
+    duration=timedelta(hours=1),
+    next_action="Attend the next meetup and meet two organisers",
+    target=True,
+)
+ALAN = Connection(
+    name="Alan Turing",
+    kind=ConnectionKind.PERSON,
+    stage=Stage.ELEVATE,
+    every=parse_cadence("week"),
+    duration=timedelta(minutes=45),
+    next_action="Ask him to sponsor the Manchester bid",
+    notes="Runs at lunchtime; cares about morphogenesis",
+)
+ADA = Plan(
+    owner=Owner("Ada Lovelace", "ada@example.com"),
+    timezone="Europe/London",
+    mindset=MINDSET,
+    working_hours=WorkingHours(frozenset(range(5)), time(9), time(17, 30)),
+    review=Review(parse_cadence("month"), timedelta(minutes=30), kickoff=True),
+    connections=(GRACE, WITL),
+)
+
+
+def plan_with(
+    *connections: Connection, kickoff: bool = False, every: str = "month", hours: WorkingHours | None = None
+) -> Plan:
+    return dataclasses.replace(
+        ADA,
+        connections=connections,
+        review=Review(parse_cadence(every), timedelta(minutes=30), kickoff=kickoff),
+        working_hours=hours or ADA.working_hours,
+    )
+
+
+def at(day: date, hour: int, minute: int = 0) -> datetime:
+    return datetime.combine(day, time(hour, minute), tzinfo=LONDON).astimezone(UTC)
+
+
+def block(day: date, start: tuple[int, int], end: tuple[int, int]) -> Interval:
+    return Interval(at(day, *start), at(day, *end))
+
+
+def run(
+    plan: Plan = ADA,
+    *,
+    interactions: Sequence[Interaction] = (),
+    reviews_done: Sequence[datetime] = (),
+    busy: Sequence[Interval] = (),
+    now: datetime = NOW,
+    horizon: timedelta = QUARTER_YEAR,
+    previous: dict[str, Occurrence] | None = None,
+) -> list[Occurrence]:
+    return plan_occurrences(
+        plan,
+        interactions=interactions,
+        reviews_done=reviews_done,
+        busy=busy,
+        now=now,
+        horizon=horizon,
+        previous=previous or {},
+    )
+
+
+def local(occ: Occurrence) -> str:
+    start, end = occ.start.astimezone(LONDON), occ.end.astimezone(LONDON)
+    return f"{start:%a %Y-%m-%d %H:%M}-{end:%H:%M}"
+
+
+def summary(occurrences: Sequence[Occurrence]) -> list[tuple[str, str, str]]:
+    return [(local(o), o.key, o.title) for o in occurrences]
+
+
+def of(occurrences: Sequence[Occurrence], connection: str | None) -> list[Occurrence]:
+    return [o for o in occurrences if o.connection == connection]
+
+
+def met(name: str, day: date, hour: int = 10, minute: int = 0) -> Interaction:
+    return Interaction(name, at(day, hour, minute))
+
+
+# --- the example plan ---------------------------------------------------------------------------------
+
+
+def test_ada_plan_on_a_monday_morning() -> None:
+    got = run()
+    assert summary(got)[:8] == [
+        ("Mon 2026-11-23 09:00-09:30", "review:kickoff", "Review: relationship plan (kickoff)"),
+        ("Tue 2026-11-24 09:00-09:30", "touchpoint:grace hopper:2026-W48", "Nurture: Grace Hopper"),
+        (
+            "Wed 2026-11-25 09:00-10:00",
+            "touchpoint:women in tech london:2026-11",
+            "Find: Women in Tech London",
+        ),
+        ("Tue 2026-12-08 09:00-09:30", "touchpoint:grace hopper:2026-W50", "Nurture: Grace Hopper"),
+        ("Tue 2026-12-22 09:00-09:30", "touchpoint:grace hopper:2026-W52", "Nurture: Grace Hopper"),
+        ("Wed 2026-12-23 09:00-09:30", "review:2026-12", "Review: relationship plan"),
+        (
+            "Thu 2026-12-24 09:00-10:00",
+            "touchpoint:women in tech london:2026-12",
+            "Find: Women in Tech London",
+        ),
+        ("Tue 2027-01-05 09:00-09:30", "touchpoint:grace hopper:2027-W01", "Nurture: Grace Hopper"),
+    ]
+    assert [o.start for o in got] == sorted(o.start for o in got)
+    assert all(o.start >= NOW and o.end <= NOW + QUARTER_YEAR for o in got)
+    assert not any(o.overdue for o in got)
+
+
+def test_ada_plan_dues_and_kinds() -> None:
+    got = run()
+    grace = of(got, "Grace Hopper")
+    assert [o.due for o in grace] == [MONDAY + timedelta(weeks=2 * k) for k in range(len(grace))]
+    assert {o.kind for o in grace} == {OccurrenceKind.TOUCHPOINT}
+    reviews = of(got, None)
+    assert [o.key for o in reviews] == ["review:kickoff", "review:2026-12", "review:2027-01"]
+    assert {o.kind for o in reviews} == {OccurrenceKind.REVIEW}
+    assert [o.due for o in reviews[1:]] == [
+        date(2026, 12, 23),
+        date(2027, 1, 23),
+    ]  # 23 Feb is past the horizon
+
+
+def test_touchpoint_description_carries_the_context() -> None:
+    grace = of(run(interactions=[met("Grace Hopper", date(2026, 11, 16))]), "Grace Hopper")[0]
+    assert grace.start == at(date(2026, 11, 30), 10)
+    assert grace.description.splitlines() == [
+        "Next wise action: Send her the compiler article she asked about",
+        "Stage: nurture (keep it alive)",
+        "Last met: 2026-11-16 (2 weeks ago)",
+        "Cadence: every 2 weeks",
+        "Give first: most touchpoints help, congratulate, share or introduce.",
+    ]
+
+
+def test_review_description_carries_the_mindset_and_the_focus_list() -> None:
+    got = run(interactions=[met("Grace Hopper", date(2026, 11, 2))])
+    kickoff = next(o for o in got if o.key == "review:kickoff")
+    text = kickoff.description
+    assert f"Mindset: {MINDSET}" in text
+    assert "Grace Hopper: nurture (keep it alive), every 2 weeks; last met 2026-11-02;" in text
+    assert "Women in Tech London: find (make the connection), target, every month; last met not yet;" in text
+    assert "next wise action: Attend the next meetup and meet two organisers" in text
+    assert "- Going cold: Grace Hopper." in text
+    assert "- Not met yet: Women in Tech London." in text
+    assert "target" in text.split("Questions:")[1]
+    assert "Adjust the plan" in text
+    assert text.startswith("Kickoff: 30 minutes with yourself this week")
+    regular = next(o for o in got if o.key == "review:2026-12")
+    assert not regular.description.startswith("Kickoff")
+
+
+# --- kickoff review -----------------------------------------------------------------------------------
+
+
+def kickoff(got: Sequence[Occurrence]) -> Occurrence:
+    return next(o for o in got if o.key == "review:kickoff")
+
+
+def test_kickoff_is_this_week_from_now_on() -> None:
+    wednesday = date(2026, 11, 25)
+    got = run(now=at(wednesday, 14, 5))
+    assert local(kickoff(got)) == "Wed 2026-11-25 14:15-14:45"
+    assert kickoff(got).title == "Review: relationship plan (kickoff)"
+    assert kickoff(got).due == wednesday
+
+
+def test_kickoff_goes_to_the_next_working_day_when_the_week_is_full() -> None:
+    wednesday = date(2026, 11, 25)
+    busy = [Interval(at(wednesday, 0), at(date(2026, 11, 30), 0))]
+    got = run(now=at(wednesday, 8), busy=busy)
+    assert local(kickoff(got)) == "Mon 2026-11-30 09:00-09:30"
+
+
+def test_kickoff_on_friday_late_afternoon_goes_to_monday() -> None:
+    friday = date(2026, 11, 27)
+    got = run(now=at(friday, 17, 15))
+    assert local(kickoff(got)) == "Mon 2026-11-30 09:00-09:30"
+
+
+def test_kickoff_at_friday_17_00_still_fits_the_last_half_hour() -> None:
+    friday = date(2026, 11, 27)
+    got = run(now=at(friday, 17))
+    assert local(kickoff(got)) == "Fri 2026-11-27 17:00-17:30"
+
+
+def test_kickoff_on_a_weekend_goes_to_monday() -> None:
+    got = run(now=at(date(2026, 11, 28), 10))
+    assert local(kickoff(got)) == "Mon 2026-11-30 09:00-09:30"
+
+
+def test_no_kickoff_once_a_review_is_done() -> None:
+    got = run(reviews_done=[at(date(2026, 11, 10), 9)])
+    reviews = of(got, None)
+    assert [o.key for o in reviews] == ["review:2026-12", "review:2027-01", "review:2027-02"]
+    assert [o.due for o in reviews] == [date(2026, 12, 10), date(2027, 1, 10), date(2027, 2, 10)]
+
+
+def test_no_kickoff_when_the_plan_says_so() -> None:
+    got = run(plan_with(GRACE, kickoff=False))
+    assert [o.key for o in of(got, None)] == ["review:2026-12", "review:2027-01"]
+
+
+def test_quarterly_reviews() -> None:
+    got = run(plan_with(GRACE, every="quarter"), reviews_done=[at(date(2026, 10, 1), 9)])
+    assert [(o.key, o.due) for o in of(got, None)] == [("review:2027-01", date(2027, 1, 1))]
+
+
+def test_an_overdue_review_is_placed_first() -> None:
+    got = run(plan_with(GRACE), reviews_done=[at(date(2026, 9, 1), 9)])
+    first = got[0]
+    assert (first.key, first.overdue, local(first)) == ("review:2026-10", True, "Mon 2026-11-23 09:00-09:30")
+    assert first.description.endswith("Overdue since 2026-10-01")
+
+
+# --- overdue and the cadence --------------------------------------------------------------------------
+
+
+def test_overdue_connection_at_the_first_free_slot() -> None:
+    busy = [block(MONDAY, (9, 0), (10, 10))]
+    got = run(plan_with(GRACE), interactions=[met("Grace Hopper", date(2026, 10, 1), 15)], busy=busy)
+    first = of(got, "Grace Hopper")[0]
+    assert first.overdue
+    assert first.due == date(2026, 10, 15)
+    assert first.key == "touchpoint:grace hopper:2026-W42"
+    assert local(first) == "Mon 2026-11-23 10:15-10:45"  # not the Thursday 15:00 rhythm: it is late
+    assert first.title == "Nurture: Grace Hopper"
+    assert first.description.splitlines()[-1] == "Overdue since 2026-10-15"
+    assert "Last met: 2026-10-01 (7 weeks ago)" in first.description
+
+
+def test_after_an_overdue_touchpoint_the_chain_resumes_without_crowding_it() -> None:
+    # Due 15 Oct, 29 Oct, 12 Nov were missed; 26 Nov is only three days away, so the next is 10 Dec.
+    got = run(plan_with(GRACE), interactions=[met("Grace Hopper", date(2026, 10, 1), 15)])
+    grace = of(got, "Grace Hopper")
+    assert [(o.due, o.overdue) for o in grace[:3]] == [
+        (date(2026, 10, 15), True),
+        (date(2026, 12, 10), False),
+        (date(2026, 12, 24), False),
+    ]
+    assert sum(o.overdue for o in grace) == 1
+    assert local(grace[1]) == "Thu 2026-12-10 15:00-15:30"  # the rhythm of the last real meeting
+
+
+def test_due_dates_count_from_the_last_meeting() -> None:
+    every = parse_cadence("2 weeks")
+    assert due_dates(every, date(2026, 11, 16), MONDAY, date(2026, 12, 31)) == [
+        (date(2026, 11, 30), False),
+        (date(2026, 12, 14), False),
+        (date(2026, 12, 28), False),
+    ]
+    assert due_dates(every, MONDAY, MONDAY, date(2026, 12, 10), first_step=0) == [
+        (MONDAY, False),
+        (date(2026, 12, 7), False),
+    ]
+
+
+def test_due_dates_keep_the_31st_after_a_short_month() -> None:
+    every = parse_cadence("month")
+    assert [due for due, _ in due_dates(every, date(2026, 12, 31), MONDAY, date(2027, 4, 30))] == [
+        date(2027, 1, 31),
+        date(2027, 2, 28),
+        date(2027, 3, 31),
+        date(2027, 4, 30),
+    ]
+
+
+def test_due_dates_skip_years_of_missed_periods_quickly() -> None:
+    every = parse_cadence("month")
+    got = due_dates(every, date(1999, 12, 31), MONDAY, date(2027, 2, 1))
+    assert got == [(date(2000, 1, 31), True), (date(2026, 12, 31), False), (date(2027, 1, 31), False)]
+
+
+def test_due_dates_past_the_horizon_give_nothing() -> None:
+    assert due_dates(parse_cadence("week"), MONDAY, MONDAY, date(2026, 11, 29)) == []
+
+
+def test_a_connection_never_met_is_due_today() -> None:
+    got = run(plan_with(GRACE))
+    assert of(got, "Grace Hopper")[0].due == MONDAY
+    assert "Last met: not yet" in of(got, "Grace Hopper")[0].description
+
+
+def test_the_cadence_restarts_from_the_real_interaction() -> None:
+    before = of(run(plan_with(GRACE)), "Grace Hopper")
+    assert [o.due for o in before[:3]] == [MONDAY, date(2026, 12, 7), date(2026, 12, 21)]
+    # She was met on Wednesday; the planned Monday touchpoint is gone and the rhythm starts again.
+    wednesday = date(2026, 11, 25)
+    after = of(
+        run(plan_with(GRACE), interactions=[met("grace hopper", wednesday, 11)], now=at(wednesday, 18)),
+        "Grace Hopper",
+    )
+    assert [o.due for o in after[:3]] == [date(2026, 12, 9), date(2026, 12, 23), date(2027, 1, 6)]
+    assert [o.key for o in after[:2]] == [
+        "touchpoint:grace hopper:2026-W50",
+        "touchpoint:grace hopper:2026-W52",
+    ]
+    assert [local(o) for o in after[:2]] == ["Wed 2026-12-09 11:00-11:30", "Wed 2026-12-23 11:00-11:30"]
+
+
+def test_the_latest_interaction_counts_whatever_the_order_and_case() -> None:
+    interactions = [
+        met("GRACE HOPPER", date(2026, 11, 18), 14),
+        met("Grace Hopper", date(2026, 10, 1)),
+        met("Someone Else", date(2026, 11, 22)),
+    ]
+    got = of(run(plan_with(GRACE), interactions=interactions), "Grace Hopper")
+    assert got[0].due == date(2026, 12, 2)
+    assert got == of(run(plan_with(GRACE), interactions=interactions[::-1]), "Grace Hopper")
+
+
+def test_month_cadence_from_the_31st() -> None:
+    got = run(
+        plan_with(WITL),
+        interactions=[met("Women in Tech London", date(2026, 10, 31), 18)],
+        horizon=timedelta(weeks=22),
+    )
+    assert [(o.due, o.key) for o in of(got, "Women in Tech London")] == [
+        (date(2026, 11, 30), "touchpoint:women in tech london:2026-11"),
+        (date(2026, 12, 31), "touchpoint:women in tech london:2026-12"),
+        (date(2027, 1, 31), "touchpoint:women in tech london:2027-01"),
+        (date(2027, 2, 28), "touchpoint:women in tech london:2027-02"),
+        (date(2027, 3, 31), "touchpoint:women in tech london:2027-03"),
+    ]
+    assert all(o.start.astimezone(LONDON).date() >= o.due for o in got)
+
+
+# --- slot preferences ---------------------------------------------------------------------------------
+
+
+def test_stable_slot_same_weekday_and_time_as_the_last_meeting() -> None:
+    thursday = date(2026, 11, 12)
+    got = of(run(plan_with(GRACE), interactions=[met("Grace Hopper", thursday, 14, 10)]), "Grace Hopper")
+    assert [local(o) for o in got[:3]] == [
+        "Thu 2026-11-26 14:00-14:30",
+        "Thu 2026-12-10 14:00-14:30",
+        "Thu 2026-12-24 14:00-14:30",
+    ]
+
+
+def test_stable_slot_waits_for_its_weekday_within_the_due_week() -> None:
+    # Met on a Friday; due the Friday two weeks on; the next ones keep to Fridays.
+    got = of(
+        run(plan_with(GRACE), interactions=[met("Grace Hopper", date(2026, 11, 13), 11)]), "Grace Hopper"
+    )
+    assert local(got[0]) == "Fri 2026-11-27 11:00-11:30"
+
+
+def test_busy_stable_slot_falls_back_to_the_earliest_free_slot() -> None:
+    thursday = date(2026, 11, 26)
+    busy = [block(thursday, (14, 0), (15, 0))]
+    got = of(
+        run(plan_with(GRACE), interactions=[met("Grace Hopper", date(2026, 11, 12), 14)], busy=busy),
+        "Grace Hopper",
+    )
+    assert local(got[0]) == "Thu 2026-11-26 09:00-09:30"
+    assert local(got[1]) == "Thu 2026-12-10 14:00-14:30"  # the real meeting still sets the rhythm
+
+
+def test_a_meeting_outside_working_hours_sets_no_rhythm() -> None:
+    saturday = date(2026, 11, 14)
+    got = of(run(plan_with(GRACE), interactions=[met("Grace Hopper", saturday, 19)]), "Grace Hopper")
+    assert local(got[0]) == "Mon 2026-11-30 09:00-09:30"  # due Saturday 28th: the next working day
+    assert local(got[1]) == "Mon 2026-12-14 09:00-09:30"  # then the chain keeps its own rhythm
+
+
+def test_without_a_meeting_the_previous_placement_sets_the_rhythm() -> None:
+    placed = Occurrence(
+        key="touchpoint:grace hopper:2026-W47",
+        kind=OccurrenceKind.TOUCHPOINT,
+        connection="Grace Hopper",
+        due=date(2026, 11, 16),
+        start=at(date(2026, 11, 26), 15),
+        end=at(date(2026, 11, 26), 15, 30),
+        title="Nurture: Grace Hopper",
+        description="",
+    )
+    got = of(run(plan_with(GRACE), previous={placed.key: placed}), "Grace Hopper")
+    assert local(got[0]) == "Thu 2026-11-26 15:00-15:30"
+    assert got[0].key == "touchpoint:grace hopper:2026-W48"
+
+
+def test_spreading_puts_touchpoints_on_different_days() -> None:
+    got = run(plan_with(GRACE, WITL, ALAN))
+    firsts = [o for o in got if o.due == MONDAY]
+    assert [local(o) for o in firsts] == [
+        "Mon 2026-11-23 09:00-09:30",
+        "Tue 2026-11-24 09:00-10:00",
+        "Wed 2026-11-25 09:00-09:45",
+    ]
+    assert [o.connection for o in firsts] == ["Grace Hopper", "Women in Tech London", "Alan Turing"]
+
+
+def test_spreading_doubles_up_when_no_other_day_has_room() -> None:
+    # Only Monday has free time in the next fortnight.
+    busy = [Interval(at(date(2026, 11, 24), 0), at(date(2026, 12, 8), 0))]
+    got = run(plan_with(GRACE, WITL, ALAN), busy=busy)
+    firsts = [o for o in got if o.due == MONDAY]
+    assert [local(o) for o in firsts] == [
+        "Mon 2026-11-23 09:00-09:30",
+        "Mon 2026-11-23 09:30-10:30",
+        "Mon 2026-11-23 10:30-11:15",
+    ]
+
+
+def test_a_day_with_no_free_slot_moves_on() -> None:
+    busy = [block(MONDAY, (8, 0), (18, 0)), block(date(2026, 11, 24), (9, 0), (12, 0))]
+    got = run(plan_with(GRACE), busy=busy)
+    assert local(got[0]) == "Tue 2026-11-24 12:00-12:30"
+
+
+# --- stability and identity ---------------------------------------------------------------------------
+
+
+def test_previous_placement_is_kept() -> None:
+    first = run()
+    moved_key = "touchpoint:grace hopper:2026-W48"
+    moved = dataclasses.replace(
+        next(o for o in first if o.key == moved_key),
+        start=at(date(2026, 11, 27), 16),
+        end=at(date(2026, 11, 27), 16, 30),
+    )
+    previous = {o.key: o for o in first} | {moved_key: moved}
+    again = run(previous=previous)
+    kept = next(o for o in again if o.key == moved_key)
+    assert local(kept) == "Fri 2026-11-27 16:00-16:30"
+    assert kept.uid == moved.uid
+    assert {o.key for o in again} == {o.key for o in first}
+    others = [o for o in again if o.key != moved_key]
+    assert others == [o for o in first if o.key != moved_key]
+
+
+def test_running_on_its_own_output_changes_nothing() -> None:
+    first = run(busy=[block(MONDAY, (9, 0), (12, 0))])
+    again = run(busy=[block(MONDAY, (9, 0), (12, 0))], previous={o.key: o for o in first})
+    assert again == first
+
+
+def test_new_busy_time_moves_a_previous_placement_but_not_its_key() -> None:
+    first = run()
+    target = next(o for o in first if o.key == "touchpoint:grace hopper:2026-W48")
+    busy = [Interval(target.start, target.end)]
+    again = run(busy=busy, previous={o.key: o for o in first})
+    moved = next(o for o in again if o.key == target.key)
+    assert moved.start != target.start
+    assert not Interval(moved.start, moved.end).overlaps(busy[0])
+    assert [o for o in again if o.key != target.key] == [o for o in first if o.key != target.key]
+
+
+def test_previous_placements_in_the_past_or_outside_hours_are_replaced() -> None:
+    first = run()
+    target = next(o for o in first if o.key == "touchpoint:grace hopper:2026-W48")
+    evening = dataclasses.replace(target, start=at(MONDAY, 19), end=at(MONDAY, 19, 30))
+    again = run(previous={target.key: evening})
+    assert next(o for o in again if o.key == target.key).start == target.start
+    past = dataclasses.replace(target, start=at(MONDAY, 7), end=at(MONDAY, 7, 30))
+    assert next(o for o in run(previous={target.key: past}) if o.key == target.key).start == target.start
+
+
+def test_a_previous_slot_before_a_later_due_date_in_the_same_period_is_not_kept() -> None:
+    first = of(
+        run(plan_with(WITL), interactions=[met("Women in Tech London", date(2026, 11, 2), 8)]), WITL.name
+    )
+    target = first[0]
+    assert (target.key, target.due, local(target)) == (
+        "touchpoint:women in tech london:2026-12",
+        date(2026, 12, 2),
+        "Wed 2026-12-02 09:00-10:00",
+    )
+    # A meetup on Friday 20 November moves the due date to 20 December: same month, same key, but the
+    # old slot would now come before it is due.
+    again = run(
+        plan_with(WITL),
+        interactions=[met("Women in Tech London", date(2026, 11, 20), 10)],
+        previous={target.key: target},
+    )
+    moved = of(again, WITL.name)[0]
+    assert (moved.key, moved.due) == (target.key, date(2026, 12, 20))
+    assert local(moved) == "Fri 2026-12-25 10:00-11:00"
+
+
+def test_same_input_twice_gives_identical_output() -> None:
+    busy = [block(MONDAY, (9, 0), (11, 0)), block(date(2026, 11, 24), (13, 0), (17, 30))]
+    interactions = [met("Grace Hopper", date(2026, 11, 3)), met("Alan Turing", date(2026, 11, 20), 12)]
+    plan = plan_with(GRACE, WITL, ALAN, kickoff=True)
+    one = run(plan, busy=busy, interactions=interactions)
+    two = run(plan, busy=busy[::-1], interactions=interactions[::-1])
+    assert one == two
+    assert len({o.key for o in one}) == len(one)
+    assert len({o.uid for o in one}) == len(one)
+
+
+# --- edges ----------------------------------------------------------------------------------------------
+
+
+def test_a_horizon_with_no_working_days_gives_nothing() -> None:
+    saturdays = WorkingHours(frozenset({5}), time(9), time(17, 30))
+    assert run(plan_with(GRACE, WITL, kickoff=True, hours=saturdays), horizon=timedelta(days=5)) == []
+
+
+def test_a_zero_horizon_gives_nothing() -> None:
+    assert run(horizon=timedelta(0)) == []
+
+
+def test_working_hours_shorter_than_a_touchpoint_place_nothing_for_it() -> None:
+    short = WorkingHours(frozenset(range(5)), time(9), time(9, 30))
+    got = run(plan_with(GRACE, WITL, kickoff=True, hours=short), horizon=timedelta(weeks=3))
+    assert of(got, "Women in Tech London") == []
+    assert of(got, "Grace Hopper")
+    assert all(o.end - o.start == timedelta(minutes=30) for o in got)
+
+
+def test_two_connections_with_the_same_name_are_refused() -> None:
+    twin = dataclasses.replace(WITL, name="GRACE HOPPER")
+    with pytest.raises(ValueError, match="same name"):
+        run(plan_with(GRACE, twin))
+
+
+def test_naive_now_is_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        run(now=datetime(2026, 11, 23, 8))
+
+
+# --- describe -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("days", "phrase"),
+    [(0, "today"), (1, "yesterday"), (6, "6 days ago"), (21, "3 weeks ago"), (90, "3 months ago"),
+     (800, "2 years ago"), (-3, "later")],
+)  # fmt: skip
+def test_ago(days: int, phrase: str) -> None:
+    assert ago(MONDAY - timedelta(days=days), MONDAY) == phrase
+
+
+def test_titles_say_who_and_what() -> None:
+    assert touchpoint_title(GRACE) == "Nurture: Grace Hopper"
+    assert touchpoint_title(WITL) == "Find: Women in Tech London"
+    assert touchpoint_title(ALAN) == "Elevate: Alan Turing"
+
+
+def test_touchpoint_description_full() -> None:
+    text = touchpoint_description(
+        ALAN, last_met=date(2026, 11, 2), on=date(2026, 11, 23), overdue_since=date(2026, 11, 9)
+    )
+    assert text.splitlines() == [
+        "Next wise action: Ask him to sponsor the Manchester bid",
+        "Stage: elevate (deepen it: offer or ask for something bigger)",
+        "Last met: 2026-11-02 (3 weeks ago)",
+        "Notes: Runs at lunchtime; cares about morphogenesis",
+        "Cadence: every week",
+        "Give first: most touchpoints help, congratulate, share or introduce.",
+        "Help first, ask later: ask only where the relationship has been nurtured; never quid pro quo.",
+        "Overdue since 2026-11-09",
+    ]
+
+
+def test_target_touchpoint_says_so() -> None:
+    text = touchpoint_description(WITL, last_met=None, on=MONDAY)
+    assert "Target: a new connection you are creating." in text
+    assert "Last met: not yet" in text
+    assert "Cadence: every month" in text
+
+
+def test_review_without_a_target_asks_for_one() -> None:
+    text = review_description(plan_with(GRACE), last_met={}, today=MONDAY)
+    assert "No connection is a target" in text
+    assert "- Going cold:" not in text
