@@ -99,13 +99,13 @@ class Fetcher:
     def fetch(self, name: str, location: str) -> FetchResult:
         """The current content; raises ConnectorError(name, reason) when there is none to be had."""
         url = http_url(location)
-        if url is None:
-            data = self._read_file(name, local_path(location))
-            return self._accept(name, location, data, etag=None, last_modified=None)
+        if url is not None:
+            return self._fetch_http(name, location, url)
         scheme = urlsplit(location.strip()).scheme.lower()
-        if scheme not in _HTTP_SCHEMES:
+        if scheme not in ("", "file") and len(scheme) > 1:  # one letter: a Windows drive, not a scheme
             raise ConnectorError(name, f"unsupported address scheme {scheme!r}", retryable=False)
-        return self._fetch_http(name, location, url)
+        data = self._read_file(name, local_path(location))
+        return self._accept(name, location, data, etag=None, last_modified=None)
 
     def cached(self, name: str, location: str) -> FetchResult | None:
         """The last good copy, or None if there is none (or it is damaged)."""
@@ -311,4 +311,5 @@ def _scrub(text: str, url: str) -> str:
 
 
 def _mib(size: int) -> str:
-    return f"{size / (1024 * 1024):g} MiB"
+    mib = 1024 * 1024
+    return f"{size / mib:g} MiB" if size >= mib else f"{size} bytes"

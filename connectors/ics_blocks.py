@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass, field
 
 _PROPERTY_START = re.compile(r"[A-Za-z0-9-]+[;:]")
-_UID_LINE = re.compile(r"UID(?:;[^:]*)?:(.*)", re.IGNORECASE)
 _CALENDAR_MARK = re.compile(rb"BEGIN:VCALENDAR", re.IGNORECASE)
 _EVENT_MARK = re.compile(rb"BEGIN:VEVENT", re.IGNORECASE)
 _HTML_MARK = re.compile(rb"<(?:!doctype\s+html|html|head|body)\b", re.IGNORECASE)
@@ -40,10 +39,16 @@ class Block:
 
     def uid(self) -> str | None:
         """The UID as written, found without parsing, so a block icalendar rejects can still be named."""
+        return self.first("UID")
+
+    def first(self, name: str) -> str | None:
+        """The value of the first `name` property, as written."""
+        prefix = name.upper()
         for text in self.lines:
-            match = _UID_LINE.fullmatch(text)
-            if match and match.group(1).strip():
-                return match.group(1).strip()
+            if text[: len(prefix)].upper() == prefix and text[len(prefix) : len(prefix) + 1] in (":", ";"):
+                value = text.partition(":")[2].strip()
+                if value:
+                    return value
         return None
 
 

@@ -49,7 +49,23 @@ _READ = frozenset(
 _TIMING = frozenset({"DTSTART", "DTEND", "DURATION", "RRULE", "RDATE", "EXDATE", "RECURRENCE-ID"})
 _BUSY_STATUS = {"BUSY": True, "OOF": True, "TENTATIVE": True, "FREE": False, "WORKINGELSEWHERE": False}
 _PER_DAY = {"SECONDLY": 86400, "MINUTELY": 1440, "HOURLY": 24}
-_FINER_THAN = {"BYHOUR": ("HOURLY", "MINUTELY", "SECONDLY"), "BYMINUTE": ("MINUTELY", "SECONDLY")}
+_FINER_THAN = {
+    "BYHOUR": ("HOURLY", "MINUTELY", "SECONDLY"),
+    "BYMINUTE": ("MINUTELY", "SECONDLY"),
+    "BYSECOND": ("SECONDLY",),
+}
+_RANGES = {  # (lowest, highest, may count from the end)
+    "BYSECOND": (0, 60, False),
+    "BYMINUTE": (0, 59, False),
+    "BYHOUR": (0, 23, False),
+    "BYMONTH": (1, 12, False),
+    "BYMONTHDAY": (1, 31, True),
+    "BYYEARDAY": (1, 366, True),
+    "BYWEEKNO": (1, 53, True),
+    "BYSETPOS": (1, 366, True),
+}
+_NOT_NUMBERS = frozenset({"FREQ", "UNTIL", "WKST", "BYDAY", "RSCALE", "SKIP"})
+_MONTH_DAYS = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 31, 11: 30, 12: 31}
 _DAY = timedelta(days=1)
 
 
@@ -254,8 +270,8 @@ class _Loader:
             Component.from_ical(block.text)
         except Exception as exc:
             self.warnings.append(
-                f"{self.source}: line {block.line}: VTIMEZONE {block.uid() or ''}: unreadable ({exc}); "
-                "events using it are read in the calendar's zone"
+                f"{self.source}: line {block.line}: VTIMEZONE {block.first('TZID')!r}: unreadable ({exc}); "
+                "events using it may be read in the calendar's zone"
             )
 
     def _event(self, block: Block) -> tuple[str, Component] | None:
@@ -304,7 +320,7 @@ class _Loader:
         if end < start:
             raise _Skip(f"ends before it starts ({_show(end)} < {_show(start)})")
         if "RRULE" in component:
-            _check_density(_prop(component, "RRULE"))
+            _check_rules(_prop(component, "RRULE"))
 
     def _anchor(self, component: Component) -> list[str]:
         """Give every time a zone: floating ones (and unknown TZIDs) the calendar's, and with X-WR-TIMEZONE
@@ -393,7 +409,7 @@ class _Loader:
         except Exception as exc:
             self.warnings.append(
                 f"{self.source}: line {line}: event {uid!r}: "
-                f"unreadable ({type(exc).__name__}: {exc}); skipped"
+                f"its recurrence cannot be read ({type(exc).__name__}: {exc}); skipped"
             )
 
 
@@ -450,18 +466,38 @@ def _when(component: Component, name: str) -> date:
     return value
 
 
-def _check_density(rules: Any) -> None:
+def _check_rules(rules: Any) -> None:
+    """Reject rules that would make expansion hang or run for minutes (dateutil loops forever on INTERVAL=0
+    and searches to the year 9999 for a rule that never matches); real calendars never contain them."""
     for rule in rules if isinstance(rules, list) else [rules]:
+        try:
+            parts = {
+                str(name).upper(): [_int(v) for v in values]
+                for name, values in rule.items()
+                if str(name).upper() not in _NOT_NUMBERS
+            }
+        except ValueError as exc:
+            raise _Skip(f"unreadable RRULE ({exc})") from None
+        for name, (low, high, signed) in _RANGES.items():
+            bad = [v for v in parts.get(name, []) if (v < 0 and not signed) or not low <= abs(v) <= high]
+            if bad:
+                raise _Skip(f"RRULE {name}={bad[0]} is out of range")
+        if parts.get("INTERVAL", [1])[0] < 1:
+            raise _Skip("RRULE INTERVAL must be at least 1")
+        months, days = parts.get("BYMONTH"), parts.get("BYMONTHDAY")
+        if months and days and all(d > 0 for d in days) and min(days) > max(_MONTH_DAYS[m] for m in months):
+            raise _Skip("RRULE never occurs (no such day in those months)")
         freq = str((rule.get("FREQ") or ["?"])[0]).upper()
-        interval = max(int((rule.get("INTERVAL") or [1])[0]), 1)
-        per_day = _PER_DAY.get(freq, 1) / interval
+        per_day = _PER_DAY.get(freq, 1) / parts.get("INTERVAL", [1])[0]
         for part, finer in _FINER_THAN.items():
-            if rule.get(part) and freq not in finer:
-                per_day *= len(rule[part])
-        if rule.get("BYSECOND") and freq != "SECONDLY":
-            per_day *= len(rule["BYSECOND"])
+            if part in parts and freq not in finer:
+                per_day *= len(parts[part])
         if per_day > MAX_PER_DAY:
             raise _Skip(f"RRULE repeats {per_day:g} times a day (more than {MAX_PER_DAY} is not a meeting)")
+
+
+def _int(value: Any) -> int:
+    return int(str(value).rstrip("Ll"))  # a leap month ("5L", RFC 7529) counts as its month
 
 
 def _details(component: Component) -> _Details:

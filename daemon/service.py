@@ -86,7 +86,7 @@ class Service:
             timezone=UTC,
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
         )
-        self.cache = FeedCache()
+        self.cache = FeedCache(refresh=self.settings.feed_refresh)
         self.readers: list[GuardedReader] = []
         self.last_heartbeat: datetime | None = None
         self.last_cycle_ok: datetime | None = None

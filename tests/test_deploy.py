@@ -46,7 +46,7 @@ DOCKERFILE = DEPLOY / "docker" / "Dockerfile"
 DOCKERIGNORE = DEPLOY / "docker" / "Dockerfile.dockerignore"
 COMPOSE = DEPLOY / "docker" / "compose.yaml"
 PLIST = DEPLOY / "launchd" / "com.circleback.agent.plist"
-README = DEPLOY / "README.md"
+README = DEPLOY.parent / "README.md"
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
 SYSTEM_EXEC = "/opt/circleback/venv/bin/circleback"
@@ -819,7 +819,7 @@ def test_every_circleback_variable_in_deploy_is_one_the_config_reads(
 
 def test_readme_section_matches_the_files() -> None:
     readme = README.read_text(encoding="utf-8")
-    assert readme.startswith("## Run it as a service")
+    assert "\n## Run it as a service\n" in readme
     user_exec = USER_EXEC.replace("%h", "~")
     for needle in [
         user_exec,
@@ -843,7 +843,7 @@ def test_readme_section_matches_the_files() -> None:
         "launchctl print gui/$(id -u)/com.circleback.agent",
         "~/Library/Logs/circleback",
     ]:
-        assert needle in readme, f"deploy/README.md does not mention {needle!r}"
+        assert needle in readme, f"README.md does not mention {needle!r}"
     for subsection in [
         "### systemd user unit",
         "### Hardened system unit",

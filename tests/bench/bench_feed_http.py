@@ -525,11 +525,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         for t in targets:
             t.rss_after_kib = tree_rss_kib(t.proc.pid)
 
-        first = targets[0]
-        for t in targets[1:]:
-            stop_process(t.proc)  # nothing else running while circleback idles
+        circleback = [t for t in targets if t.name.startswith("circleback")]
+        for t in targets:
+            if t not in circleback:
+                stop_process(t.proc)  # nothing else running while circleback idles
         if args.idle_seconds > 0:
-            idle = measure_idle(first.name, first.proc.pid, args.idle_seconds)
+            idle = measure_idle(circleback, args.idle_seconds)
 
     print_table(targets, idle)
     return 0
@@ -541,19 +542,27 @@ def nginx_version() -> str:
     return m.group(1) if m else "?"
 
 
-def measure_idle(name: str, pid: int, seconds: int) -> str:
-    print(f"{name}: idle for {seconds}s ...", flush=True)
+def measure_idle(targets: list[Target], seconds: int) -> str:
+    """RSS and CPU of every circleback server process over the same idle window."""
+    print(f"idle for {seconds}s ...", flush=True)
     time.sleep(2)  # let the keep-alive connections from wrk time out
-    a = sample(pid)
+    before = {t.name: sample(t.proc.pid) for t in targets}
     start = time.monotonic()
     time.sleep(seconds)
-    b = sample(pid)
+    after = {t.name: sample(t.proc.pid) for t in targets}
     elapsed = time.monotonic() - start
-    cpu_s = (b.cpu_ticks - a.cpu_ticks) / CLK_TCK
-    return (
-        f"{name}: idle RSS {b.rss_kib / 1024:.1f} MiB; CPU {cpu_s:.2f} s over {elapsed:.0f} s "
-        f"= {100 * cpu_s / elapsed:.2f}% of one core"
-    )
+    lines = []
+    for t in targets:
+        cpu_s = (after[t.name].cpu_ticks - before[t.name].cpu_ticks) / CLK_TCK
+        lines.append(
+            f"{t.name:44} RSS {after[t.name].rss_kib / 1024:.1f} MiB; CPU {cpu_s:.2f} s over {elapsed:.0f} s "
+            f"= {100 * cpu_s / elapsed:.2f}% of one core"
+        )
+    return "\n".join(lines)
+
+
+def pct(ratio: float) -> str:
+    return f"{100 * ratio:5.1f}%" if ratio < 0.1 else f"{100 * ratio:5.0f}%"
 
 
 def fmt(results: list[WrkResult]) -> str:
@@ -574,10 +583,10 @@ def fmt(results: list[WrkResult]) -> str:
 def print_table(targets: list[Target], idle: str) -> None:
     print("\n== requests/s, median of rounds [min-max] ==")
     for t in targets:
-        print(f"{t.name:36} full {fmt(t.full)}")
-        print(f"{'':36} 304  {fmt(t.cond)}")
+        print(f"{t.name:44} full {fmt(t.full)}")
+        print(f"{'':44} 304  {fmt(t.cond)}")
         print(
-            f"{'':36} RSS {t.rss_before_kib / 1024:.1f} MiB before load, "
+            f"{'':44} RSS {t.rss_before_kib / 1024:.1f} MiB before load, "
             f"{t.rss_after_kib / 1024:.1f} MiB after"
         )
     nginx = next((t for t in targets if t.name.startswith("nginx")), None)
@@ -588,8 +597,8 @@ def print_table(targets: list[Target], idle: str) -> None:
                 continue
             full = median([a.rps / b.rps for a, b in zip(t.full, nginx.full, strict=False)])
             cond = median([a.rps / b.rps for a, b in zip(t.cond, nginx.cond, strict=False)])
-            cond_text = f"{100 * cond:5.0f}%" if t.cond and nginx.cond else "  n/a (no 304 support)"
-            print(f"{t.name:36} full {100 * full:5.0f}%   304 {cond_text}")
+            cond_text = pct(cond) if t.cond and nginx.cond else "  n/a (no 304 support)"
+            print(f"{t.name:44} full {pct(full)}   304 {cond_text}")
     if idle:
         print("\n== idle ==")
         print(idle)
