@@ -3,28 +3,33 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test bench clean
 
-$(BIN)/circleback $(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
 
-## make run: install, write a starter plan if there is none, run one cycle (writes the feed), show the agenda
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+## make run: install, write the starter plan and config where missing, run one cycle (writes the feed),
+## show the agenda for the next four weeks
 run: $(VENV)/.installed
-	@$(BIN)/circleback plan check >/dev/null 2>&1 || [ -e "$$($(BIN)/python -c 'from daemon.config import default_plan_path as p; print(p())')" ] || $(BIN)/circleback init
+	@$(BIN)/circleback init
 	$(BIN)/circleback sync
 	$(BIN)/circleback agenda --days 28
 
 ## make test: ruff, mypy, then the whole test suite (PostgreSQL on 127.0.0.1:5432 is started if needed)
-test: $(VENV)/.installed
+test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-dev
 	for b in tests/bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:

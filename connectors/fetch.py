@@ -49,7 +49,10 @@ class FetchResult:
 
 def redact(location: str) -> str:
     """Scheme and host of a URL, with the path, query and credentials hidden; local paths as they are."""
-    parts = urlsplit(location.strip())
+    try:
+        parts = urlsplit(location.strip())
+    except ValueError:
+        return "(an address that cannot be parsed)"
     scheme = parts.scheme.lower()
     if scheme not in _HTTP_SCHEMES:
         return location if scheme != "file" else unquote(parts.path)
@@ -98,17 +101,25 @@ class Fetcher:
 
     def fetch(self, name: str, location: str) -> FetchResult:
         """The current content; raises ConnectorError(name, reason) when there is none to be had."""
-        url = http_url(location)
+        try:
+            url = http_url(location)
+            parts = urlsplit(location.strip())
+            scheme = parts.scheme.lower()
+            if url is not None and (not parts.hostname or parts.port == 0 or not parts.netloc.isprintable()):
+                raise ValueError("no usable host")
+        except ValueError:
+            raise ConnectorError(
+                name, f"{redact(location)} is not a valid address", retryable=False
+            ) from None
         if url is not None:
             return self._fetch_http(name, location, url)
-        scheme = urlsplit(location.strip()).scheme.lower()
         if scheme not in ("", "file") and len(scheme) > 1:  # one letter: a Windows drive, not a scheme
             raise ConnectorError(name, f"unsupported address scheme {scheme!r}", retryable=False)
         data = self._read_file(name, local_path(location))
         return self._accept(name, location, data, etag=None, last_modified=None)
 
     def cached(self, name: str, location: str) -> FetchResult | None:
-        """The last good copy, or None if there is none (or it is damaged)."""
+        """The last good copy, or None if there is none."""
         data_path, meta_path = self._paths(name, location)
         try:
             data = data_path.read_bytes()
@@ -120,7 +131,6 @@ class Fetcher:
             # The copy outlived its metadata (a crash between the two writes): usable, but not for
             # conditional requests.
             meta = {}
-        fetched = meta.get("fetched_at")
         return FetchResult(
             data=data,
             from_cache=True,
@@ -128,7 +138,7 @@ class Fetcher:
             etag=_str_or_none(meta.get("etag")),
             last_modified=_str_or_none(meta.get("last_modified")),
             sha256=digest,
-            fetched_at=datetime.fromisoformat(fetched) if isinstance(fetched, str) else None,
+            fetched_at=_time_or_none(meta.get("fetched_at")),
         )
 
     def _read_file(self, name: str, path: Path) -> bytes:
@@ -200,6 +210,8 @@ class Fetcher:
                 host = urlsplit(url).hostname or "?"
                 raise ConnectorError(name, f"cannot resolve host {host} (DNS): {text}") from None
             raise ConnectorError(name, f"cannot connect to {shown}: {text}") from None
+        except httpx.InvalidURL:
+            raise ConnectorError(name, f"{shown} is not a valid address", retryable=False) from None
         except httpx.TooManyRedirects:
             raise ConnectorError(name, f"too many redirects fetching {shown}") from None
         except httpx.HTTPError as exc:
@@ -235,9 +247,12 @@ class Fetcher:
         previous: FetchResult | None = None,
     ) -> FetchResult:
         digest = hashlib.sha256(data).hexdigest()
-        if previous is None:
-            previous = self.cached(name, location)
-        same = previous is not None and previous.sha256 == digest
+        if previous is not None:
+            same = previous.sha256 == digest
+        else:
+            # Only the metadata: re-reading and hashing a large copy on every read of a local file is waste.
+            data_path, meta_path = self._paths(name, location)
+            same = _read_meta(meta_path).get("sha256") == digest and data_path.exists()
         now = self.clock()
         warning = None
         try:
@@ -294,6 +309,13 @@ def _read_meta(path: Path) -> dict[str, object]:
     except (OSError, ValueError):
         return {}
     return meta if isinstance(meta, dict) else {}
+
+
+def _time_or_none(value: object) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _str_or_none(value: object) -> str | None:

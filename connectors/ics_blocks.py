@@ -61,7 +61,7 @@ class Lexed:
 
 def not_a_calendar(data: bytes) -> str | None:
     """Why these bytes cannot be a calendar (empty, an HTML page, something else), or None if they may be."""
-    if not data.strip():
+    if not data or data.isspace():
         return "empty, not a calendar"
     if _CALENDAR_MARK.search(data) or _EVENT_MARK.search(data):
         return None
@@ -225,8 +225,8 @@ class _Splitter:
             return
         previous = current.lines[-1]
         if self._dropping:
-            current.notes.append(f"line {number} is not a content line (broken folding?); ignored")
-        elif previous[:6].upper() == "BEGIN:":
+            return  # the rest of a property the reader does not use: broken or not, it changes nothing
+        if previous[:6].upper() == "BEGIN:":
             current.notes.append(f"line {number} is not a content line; ignored")
         else:
             # A continuation line that lost its leading space (a wrapped DESCRIPTION, typically).

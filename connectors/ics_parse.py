@@ -308,6 +308,8 @@ class _Loader:
         other = sorted({name or "content line" for name, _ in component.errors})
         if other:
             self.warnings.append(f"{label}: ignored unreadable {', '.join(other)}")
+        if "SEQUENCE" in other:
+            del component["SEQUENCE"]  # the library compares it as a number
         for name in ("DTSTART", "DTEND", "DURATION", "RECURRENCE-ID"):
             if isinstance(component.get(name), list):
                 raise _Skip(f"more than one {name}")
@@ -388,24 +390,31 @@ class _Loader:
         recurring: list[_Recurring],
     ) -> None:
         line = group[0][0].line
-        try:
-            if len(group) == 1 and "RRULE" not in group[0][1] and "RDATE" not in group[0][1]:
-                component = group[0][1]
+        component = group[0][1]
+        if len(group) == 1 and "RRULE" not in component and "RDATE" not in component:
+            try:
                 details = _details(component)
+                end = _end(component, details.start)
                 singles.append(
                     _observe(
                         details,
                         details.start,
-                        _end(component, details.start),
+                        end,
                         self.source,
                         self.zone,
                         recurrence_id=details.recurrence_id,
                     )
                 )
-            else:
-                # Master, RECURRENCE-ID overrides and SEQUENCE duplicates are resolved by the library.
-                series = _Series([_Adapter(component, _details(component)) for _, component in group])
-                recurring.append(_Recurring(uid, line, series))
+            except Exception as exc:
+                self.warnings.append(
+                    f"{self.source}: line {line}: event {uid!r}: "
+                    f"unreadable ({type(exc).__name__}: {exc}); skipped"
+                )
+            return
+        try:
+            # Master, RECURRENCE-ID overrides and SEQUENCE duplicates are resolved by the library.
+            series = _Series([_Adapter(each, _details(each)) for _, each in group])
+            recurring.append(_Recurring(uid, line, series))
         except Exception as exc:
             self.warnings.append(
                 f"{self.source}: line {line}: event {uid!r}: "

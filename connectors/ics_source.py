@@ -66,7 +66,7 @@ class IcsSource:
     def read(self, window: Interval) -> Snapshot:
         """Busy time and observations in `window`; raises ConnectorError only when no copy exists at all."""
         notes: list[str] = []
-        result = self._fetch(notes)
+        result, stale = self._fetch(notes)
         if result.warning:
             notes.append(result.warning)
         parsed = self._parse(result)
@@ -78,13 +78,14 @@ class IcsSource:
                 self._snapshots.popitem(last=False)
         else:
             self._snapshots.move_to_end((parsed.key, window))
-        if notes:
-            snapshot = replace(snapshot, warnings=(*notes, *snapshot.warnings))
+        if notes or stale:
+            snapshot = replace(snapshot, warnings=(*notes, *snapshot.warnings), stale=stale)
         return snapshot
 
-    def _fetch(self, notes: list[str]) -> FetchResult:
+    def _fetch(self, notes: list[str]) -> tuple[FetchResult, str | None]:
+        """The fresh copy, or the last good one plus the reason the fresh one could not be had."""
         try:
-            return self.fetcher.fetch(self.name, self.location)
+            return self.fetcher.fetch(self.name, self.location), None
         except ConnectorError as error:
             copy = self.fetcher.cached(self.name, self.location)
             if copy is None:
@@ -93,7 +94,7 @@ class IcsSource:
                 ) from None
             when = f" fetched {copy.fetched_at:%Y-%m-%d %H:%M} UTC" if copy.fetched_at else ""
             notes.append(f"{self.name}: {error.reason}; using the last good copy{when}")
-            return copy
+            return copy, error.reason
 
     def _parse(self, result: FetchResult) -> _Parsed:
         known = self._parsed

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from connectors.base import Reader, Writer
 from connectors.registry import make_reader, make_writer
 from daemon.config import Settings
@@ -75,9 +77,22 @@ def build_calendars(settings: Settings, plan: Plan, *, feed_path: Path | None = 
     return Calendars(readers, writers)
 
 
+def _missing_sqlite_file(url: str) -> bool:
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return False
+    return not database.startswith("file:") and not Path(database).exists()
+
+
 @contextmanager
-def open_store(settings: Settings) -> Iterator[Store]:
-    store = Store(settings.database_url)
+def open_store(settings: Settings, *, read_only: bool = False) -> Iterator[Store]:
+    """The store; `read_only` callers (agenda, status, dry runs) must not create a database as a side
+    effect, so a SQLite file that does not exist yet is stood in for by an empty in-memory one."""
+    url = settings.database_url
+    if read_only and _missing_sqlite_file(url):
+        url = "sqlite://"
+    store = Store(url)
     try:
         yield store
     finally:

@@ -76,25 +76,34 @@ class GuardedReader:
         try:
             snapshot = self.inner.read(window)
         except ConnectorError as exc:
-            with self._lock:
-                self.health.failures += 1
-                self.health.last_error = exc.reason
-                delay = backoff_delay(self.health.failures, base=self._base, cap=self._cap, rng=self._rng)
-                self.health.next_attempt_at = now + delay
-            log.warning(
-                "calendar %s failed (%d in a row), next attempt in %ds: %s",
-                self.name,
-                self.health.failures,
-                delay.total_seconds(),
-                exc.reason,
-            )
+            self._failed(exc.reason, now)
             return self._fallback(exc.reason)
+        if snapshot.stale is not None:
+            # The back end fell back on its own last good copy: usable, but still a failure to retry.
+            self._failed(snapshot.stale, now)
+            with self._lock:
+                self._last = snapshot
+            return snapshot
         with self._lock:
             if self.health.failures:
                 log.info("calendar %s recovered after %d failure(s)", self.name, self.health.failures)
             self.health = CalendarHealth(self.name, ok_at=now)
             self._last = snapshot
         return snapshot
+
+    def _failed(self, reason: str, now: datetime) -> None:
+        with self._lock:
+            self.health.failures += 1
+            self.health.last_error = reason
+            delay = backoff_delay(self.health.failures, base=self._base, cap=self._cap, rng=self._rng)
+            self.health.next_attempt_at = now + delay
+        log.warning(
+            "calendar %s failed (%d in a row), next attempt in %ds: %s",
+            self.name,
+            self.health.failures,
+            delay.total_seconds(),
+            reason,
+        )
 
     def _fallback(self, reason: str) -> Snapshot:
         if self._last is None:
@@ -103,4 +112,5 @@ class GuardedReader:
             busy=self._last.busy,
             observations=self._last.observations,
             warnings=(*self._last.warnings, f"{self.name}: using the last good copy ({reason})"),
+            stale=reason,
         )

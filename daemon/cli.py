@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
@@ -17,7 +18,7 @@ from zoneinfo import ZoneInfo
 from connectors.base import ConnectorError
 from daemon import render
 from daemon.app import PlanFileError, build_calendars, load_plan, open_store
-from daemon.config import ConfigError, Settings, load_settings
+from daemon.config import ConfigError, Settings, load_settings, toml_key
 from daemon.cycle import run_cycle
 from daemon.errors import BadInput
 from schedules.events import Interaction, InteractionKind
@@ -52,6 +53,13 @@ def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     group.add_argument("--now", default=default, help=argparse.SUPPRESS)  # for reproducible runs in tests
 
 
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="circleback",
@@ -77,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("plan_file", nargs="?", type=Path, metavar="PLAN")
 
     agenda = command("agenda", "show the planned touchpoints and reviews")
-    agenda.add_argument("--from", dest="start", type=date.fromisoformat, metavar="DATE", help="first day")
+    agenda.add_argument("--from", dest="start", type=_iso_date, metavar="DATE", help="first day, YYYY-MM-DD")
     agenda.add_argument("--days", type=int, default=14, help="how many days (default 14)")
     agenda.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -102,13 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--kind", choices=[k.value for k in InteractionKind], default="give")
     add.add_argument("--note", default="", help="what was said, what they care about")
     listing = command("list", "show the interaction log", log_commands)
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.add_argument("--all", action="store_true", help="include undone entries")
     undo = command("undo", "take back a log entry", log_commands)
     undo.add_argument("entry_id", type=int, metavar="ID")
 
     status = command("status", "per connection: last interaction, next due, overdue; calendar health")
-    status.add_argument("--json", action="store_true")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
 
     command("run", "run the background service in the foreground (systemd, Docker, launchd)")
     command("config", "show the settings in force and where each came from")
@@ -154,10 +162,16 @@ def _warn(lines: Sequence[str]) -> None:
 def cmd_init(args: argparse.Namespace) -> int:
     from daemon.starter import write_starter
 
-    written = write_starter(args.directory, force=args.force)
-    for path in written:
+    result = write_starter(args.directory, force=args.force)
+    for path in result.written:
         print(f"wrote {path}")
-    print("next: edit the plan, then run `circleback agenda`")
+    for path in result.kept:
+        print(f"kept  {path} (it exists; --force overwrites it)")
+    plan = next(p for p in (*result.written, *result.kept) if p.name == "plan.yaml")
+    config = plan.with_name("config.toml")
+    prog = shutil.which("circleback") or sys.argv[0]
+    hint = "" if args.directory is None else f" --config {config}"
+    print(f"next: edit {plan}, then run `{prog} agenda{hint}`")
     return EXIT_OK
 
 
@@ -177,7 +191,7 @@ def _cycle(args: argparse.Namespace, *, dry_run: bool, feed_path: Path | None = 
     plan = load_plan(settings.plan)  # before anything is opened: a broken plan writes nothing
     now = _now_from(args)
     calendars = build_calendars(settings, plan, feed_path=feed_path)
-    with open_store(settings) as store:
+    with open_store(settings, read_only=dry_run) as store:
         report = run_cycle(
             plan,
             store,
@@ -204,8 +218,11 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     _plan, report = _cycle(args, dry_run=args.dry_run)
     lines = list(report.outcomes.explain) if report.outcomes else []
     verb = "would log" if args.dry_run else "logged"
-    print("\n".join(lines) if lines else "nothing new happened")
-    print(f"{verb} {report.new_entries} interaction(s)")
+    if lines:
+        print("\n".join(lines))
+        print(f"{verb} {report.new_entries} interaction(s)")
+    else:
+        print("nothing new happened")
     return EXIT_FAILURE if report.faults else EXIT_OK
 
 
@@ -291,7 +308,7 @@ def cmd_log_list(args: argparse.Namespace) -> int:
     settings = _settings(args)
     plan = load_plan(settings.plan)
     zone = ZoneInfo(plan.timezone)
-    with open_store(settings) as store:
+    with open_store(settings, read_only=True) as store:
         rows = store.interactions(include_undone=args.all)
     rows = sorted(rows, key=lambda r: (r.interaction.at, r.id))
     if args.json:
@@ -310,10 +327,12 @@ def cmd_log_undo(args: argparse.Namespace) -> int:
     plan = load_plan(settings.plan)
     with open_store(settings) as store:
         try:
+            was_undone = store.interaction(args.entry_id).undone
             row = store.undo_interaction(args.entry_id)
         except KeyError:
             raise BadInput(f"no log entry #{args.entry_id} (see `circleback log list`)") from None
-    print(f"undone #{row.id}: {render.interaction_line(row.interaction, ZoneInfo(plan.timezone))}")
+    verb = "was already undone" if was_undone else "undone"
+    print(f"{verb} #{row.id}: {render.interaction_line(row.interaction, ZoneInfo(plan.timezone))}")
     return EXIT_OK
 
 
@@ -322,7 +341,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     plan = load_plan(settings.plan)
     now = _now_from(args)
     calendars = build_calendars(settings, plan)
-    with open_store(settings) as store:
+    with open_store(settings, read_only=True) as store:
         # Read-only: plan against what is stored, without fetching calendars.
         report = run_cycle(
             plan,
@@ -346,8 +365,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    for key, value in render.settings_items(settings):
-        print(f"{key:16} = {value}    # {settings.origin.get(key, 'default')}")
+    print(f"# config file: {settings.config_file or 'none (defaults)'}")
+    items = render.settings_items(settings)
+    width = max(len(f"{key} = {value}") for key, value in items)
+    origins = {toml_key(name): where for name, where in settings.origin.items()}
+    for key, value in items:
+        print(f"{f'{key} = {value}':{width}}  # {origins.get(key, 'default')}")
     return EXIT_OK
 
 

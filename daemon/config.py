@@ -112,6 +112,11 @@ _SECTIONS = {"feed", "http", "ics", "schedule"}
 _LOG_FORMATS = ("auto", "text", "json")
 
 
+def toml_key(name: str) -> str:
+    """The dotted TOML key of a setting: `feed_path` is `feed.path`."""
+    return ".".join(_SCHEMA[name][0]) if name in _SCHEMA else name
+
+
 def _lookup(data: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     node: Any = data
     for part in path:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from connectors.base import ConnectorError, Reader, Writer
-from daemon.store import Store
+from daemon.store import SourceState, Store
 from schedules.events import Interaction, Interval, Observation, require_utc
 from schedules.model import Plan
 from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus, Revision, revise
@@ -30,6 +30,8 @@ LOOKBACK = timedelta(days=92)
 FEED_HISTORY = timedelta(days=28)
 OPEN_STATUSES = (OccurrenceStatus.PLANNED, OccurrenceStatus.PLACED)
 TERMINAL_STATUSES = (OccurrenceStatus.COMPLETED, OccurrenceStatus.MISSED, OccurrenceStatus.SKIPPED)
+# The grace period used while a calendar is unreadable: long enough that nothing counts as missed.
+NO_VERDICT = timedelta(days=36500)
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class CycleReport:
     faults: list[CalendarFault] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     applied_to: list[str] = field(default_factory=list)
+    calendar_errors: dict[str, str | None] = field(default_factory=dict)  # None: read fresh and fine
 
     @property
     def upcoming(self) -> list[Occurrence]:
@@ -64,13 +67,26 @@ def _read_all(
             snapshot = reader.read(window)
         except ConnectorError as exc:
             # One unreachable calendar must not stop the others; it is reported and retried later.
-            report.faults.append(CalendarFault(exc.calendar, exc.reason))
-            log.warning("calendar %s could not be read: %s", exc.calendar, exc.reason)
+            report.faults.append(CalendarFault(reader.name, exc.reason))
+            report.calendar_errors[reader.name] = exc.reason
+            log.warning("calendar %s could not be read: %s", reader.name, exc.reason)
             continue
+        report.calendar_errors[reader.name] = snapshot.stale
         busy.extend(snapshot.busy)
         observations.extend(snapshot.observations)
         report.warnings.extend(snapshot.warnings)
     return busy, observations
+
+
+def _record_calendar_health(store: Store, errors: dict[str, str | None], now: datetime) -> None:
+    """What `circleback status` and /readyz show for each calendar, across processes."""
+    for name, error in errors.items():
+        before = store.source_state(name) or SourceState(name)
+        if error is None:
+            after = dataclasses.replace(before, ok_at=now, fetched_at=now, last_error=None, failures=0)
+        else:
+            after = dataclasses.replace(before, last_error=error, failures=before.failures + 1)
+        store.save_source_state(after)
 
 
 def _avoid_closed_keys(desired: list[Occurrence], closed: set[str]) -> list[Occurrence]:
@@ -105,10 +121,18 @@ def run_cycle(
     stored = store.occurrences()
     open_rows = [row for row in stored if row.status in OPEN_STATUSES]
     closed_keys = {row.revision.occurrence.key for row in stored if row.status in TERMINAL_STATUSES}
-    known = [s.interaction for s in store.interactions()]
+    log_rows = store.interactions(include_undone=True)
+    known = [s.interaction for s in log_rows if not s.undone]
+    # Undone entries are shown to reconcile as already logged, so reading the same event again neither
+    # logs it again nor lets it count for planning: an undo sticks.
+    undone = [s.interaction for s in log_rows if s.undone and s.interaction.event_uid]
 
     tracked = [TrackedOccurrence(row.revision.occurrence, row.status) for row in open_rows]
-    outcomes = reconcile(plan, tracked, observations, known, now, grace)
+    # A calendar that could not be read at all (not even an earlier copy) may hold the very copy that
+    # shows a touchpoint happened; once written off as missed, that copy would no longer be recognised.
+    # So nothing is settled by absence until every calendar has been read.
+    blind = bool(report.faults)
+    outcomes = reconcile(plan, tracked, observations, [*known, *undone], now, NO_VERDICT if blind else grace)
     report.outcomes = outcomes
     report.new_entries = len(outcomes.entries)
 
@@ -146,7 +170,11 @@ def run_cycle(
         previous=previous,
     )
     pending_keys = {r.occurrence.key for r in pending}
-    desired = [o for o in _avoid_closed_keys(desired, closed_keys | pending_keys)]
+    # Keys settled in this very cycle are closed too: the replacement of a touchpoint missed just now has
+    # the same due period, and reusing its key would overwrite the history row (and rename the
+    # replacement in the feed on the next cycle).
+    settled_now = set(outcomes.statuses)
+    desired = _avoid_closed_keys(desired, closed_keys | pending_keys | settled_now)
     revisions = revise({row.revision.occurrence.key: row.revision for row in open_rows}, desired, now)
 
     desired_keys = {r.occurrence.key for r in revisions}
@@ -189,6 +217,7 @@ def run_cycle(
         report.warnings.extend(applied.warnings)
 
     placed = bool(report.applied_to) or not writers
+    _record_calendar_health(store, report.calendar_errors, now)
     store.sync_connections(plan)
     store.save_cycle(
         revisions=revisions,

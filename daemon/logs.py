@@ -53,5 +53,9 @@ def setup_logging(requested_format: str = "auto", level: str = "info", stream: T
     root.setLevel(level.upper())
     # APScheduler logs every job run at INFO; one line per cycle from us is enough.
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # httpx logs full URLs at INFO, and secret ICS addresses carry their secret in the path.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # Alembic announces its context on every readiness check.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     return chosen

@@ -131,8 +131,39 @@ def source_json(state: Any) -> dict[str, Any]:
     }
 
 
+def span_text(value: timedelta) -> str:
+    """A span in the config file's own notation ('13 weeks', '1h', '90s')."""
+    seconds = int(value.total_seconds())
+    if seconds and seconds % 604800 == 0:
+        weeks = seconds // 604800
+        return f"{weeks} week{'s' if weeks != 1 else ''}"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _config_value(value: object) -> str:
+    if isinstance(value, timedelta):
+        return f'"{span_text(value)}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(f'"{v}"' for v in value) + "]"
+    if isinstance(value, int):
+        return str(value)
+    return f'"{value}"'
+
+
 def settings_items(settings: Settings) -> list[tuple[str, str]]:
-    return [(f.name, str(getattr(settings, f.name))) for f in fields(settings) if f.name != "origin"]
+    """Settings in TOML notation, keyed as in the file (`feed.path` is `path` under `[feed]`)."""
+    from daemon.config import toml_key
+
+    return [
+        (toml_key(f.name), _config_value(getattr(settings, f.name)))
+        for f in fields(settings)
+        if f.name not in {"origin", "config_file"}
+    ]
 
 
 def cycle_summary(report: Any, plan: Plan, *, dry_run: bool) -> str:

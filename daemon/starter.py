@@ -1,24 +1,34 @@
-"""`circleback init`: a commented starter plan and config, never overwriting without --force."""
+"""`circleback init`: a commented starter plan and config. Existing files are kept unless --force."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from connectors.atomic import write_atomic
 from daemon.config import default_config_path
-from daemon.errors import BadInput
+
+STARTER_FILES = ("plan.yaml", "config.toml")
 
 
-def write_starter(directory: Path | None, *, force: bool = False) -> list[Path]:
+@dataclass(frozen=True)
+class StarterResult:
+    written: tuple[Path, ...]
+    kept: tuple[Path, ...]
+
+
+def write_starter(directory: Path | None, *, force: bool = False) -> StarterResult:
     target = directory or default_config_path().parent
-    files = {"plan.yaml": "plan.yaml", "config.toml": "config.toml"}
-    paths = {name: target / name for name in files}
-    existing = [p for p in paths.values() if p.exists()]
-    if existing and not force:
-        raise BadInput(f"{', '.join(map(str, existing))} already exist(s); use --force to overwrite")
-    target.mkdir(parents=True, exist_ok=True)
+    # The plan names people and carries notes about them: keep its directory private.
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
     templates = resources.files("daemon") / "templates"
-    for name, template in files.items():
-        write_atomic(paths[name], templates.joinpath(template).read_bytes())
-    return list(paths.values())
+    written, kept = [], []
+    for name in STARTER_FILES:
+        path = target / name
+        if path.exists() and not force:
+            kept.append(path)
+            continue
+        write_atomic(path, templates.joinpath(name).read_bytes())
+        written.append(path)
+    return StarterResult(tuple(written), tuple(kept))

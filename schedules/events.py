@@ -96,6 +96,9 @@ class Snapshot:
     busy: tuple[Interval, ...] = ()
     observations: tuple[Observation, ...] = ()
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    # Set when the calendar could not be read and an earlier copy was used instead: the data is usable,
+    # but the calendar is failing and must be retried and reported.
+    stale: str | None = None
 
 
 class InteractionKind(StrEnum):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -83,15 +84,21 @@ def test_help_on_every_command(run: Run) -> None:
         assert proc.stdout.startswith("usage: circleback"), args
 
 
-def test_init_writes_a_plan_that_checks_and_refuses_to_overwrite(run: Run, home: Path) -> None:
+def test_init_writes_a_plan_that_checks_and_never_overwrites(run: Run, home: Path) -> None:
     proc = run("init", str(home / "cfg"))
-    assert (home / "cfg" / "plan.yaml").exists() and (home / "cfg" / "config.toml").exists()
+    plan, config = home / "cfg" / "plan.yaml", home / "cfg" / "config.toml"
+    assert plan.exists() and config.exists()
     assert "wrote" in proc.stdout
-    checked = run("plan", "check", str(home / "cfg" / "plan.yaml"))
+    assert stat.S_IMODE((home / "cfg").stat().st_mode) == 0o700
+    checked = run("plan", "check", str(plan))
     assert "ok" in checked.stdout
-    again = run("init", str(home / "cfg"), check=False)
-    assert again.returncode == 2
-    assert "already exist" in again.stderr
+    plan.write_text(plan.read_text().replace("Your Name", "Ada"))
+    config.unlink()
+    again = run("init", str(home / "cfg"))
+    assert f"kept  {plan}" in again.stdout and f"wrote {config}" in again.stdout
+    assert "Ada" in plan.read_text(), "an existing plan is never overwritten without --force"
+    forced = run("init", str(home / "cfg"), "--force")
+    assert "Your Name" in plan.read_text() and "kept" not in forced.stdout
 
 
 def test_init_default_directory_is_xdg(run: Run, home: Path) -> None:
@@ -207,3 +214,23 @@ def test_bad_config_names_file_and_key(run: Run, plan: Path, home: Path) -> None
     proc = run("agenda", "--config", str(config), check=False)
     assert proc.returncode == 2
     assert "c.toml" in proc.stderr and "prot" in proc.stderr
+
+
+def test_a_failing_calendar_shows_in_status_and_dry_runs_write_nothing(
+    run: Run, plan: Path, home: Path
+) -> None:
+    missing = home / "gone.ics"
+    dry = run("sync", "--dry-run", "--plan", str(plan), "--now", NOW, check=False)
+    assert dry.returncode == 0
+    assert list((home / "data").iterdir()) == [], "a dry run creates no database"
+    failed = run("sync", "--plan", str(plan), "--now", NOW, "--source", str(missing), check=False)
+    assert failed.returncode == 1
+    assert "gone.ics" in failed.stderr
+    status = json.loads(
+        run("status", "--json", "--plan", str(plan), "--now", NOW, "--source", str(missing)).stdout
+    )
+    (calendar,) = status["calendars"]
+    assert calendar["name"] == "gone.ics" and calendar["failures"] == 1
+    assert "no such file" in calendar["last_error"]
+    text = run("status", "--plan", str(plan), "--now", NOW, "--source", str(missing)).stdout
+    assert "calendar gone.ics: failing (1x)" in text

@@ -240,6 +240,15 @@ def test_connection_refused(tmp_path: Path) -> None:
     assert error.reason.startswith(f"cannot connect to http://127.0.0.1:{port}/…: ")
 
 
+@pytest.mark.parametrize(
+    "location", ["http://", "webcal:///path", "https://:99999/x", "http://127.0.0.1:1/a\x00b"]
+)
+def test_invalid_addresses(location: str, tmp_path: Path) -> None:
+    error = fetch_error(Fetcher(tmp_path / "cache", timeout=5), location)
+    assert error.reason.endswith(" is not a valid address")
+    assert not error.retryable
+
+
 def test_cached_copies_are_private(server: Server, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     Fetcher(cache, timeout=5).fetch("work", url(server))
@@ -335,6 +344,9 @@ def test_a_failing_source_falls_back_to_the_last_good_copy(server: Server, tmp_p
         f"using the last good copy fetched {today} "
     )
     assert SECRET not in warning and SECRET not in repr(restarted)
+    # Usable data, but the calendar is failing: the daemon backs off and reports it.
+    assert good.stale is None
+    assert fallback.stale == f"HTTP 500 Internal Server Error from {shown(server)}"
 
 
 def test_no_good_copy_at_all_is_an_error(server: Server, tmp_path: Path) -> None:

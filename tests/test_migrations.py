@@ -141,11 +141,11 @@ def test_migrations_are_declared_as_package_data() -> None:
     # packaging metadata ships every file the migrations need.
     config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert {"daemon.migrations", "daemon.migrations.versions"} <= set(config["packages"])
-    data = config["package-data"]["daemon"]
-    assert {"migrations/alembic.ini", "migrations/script.py.mako"} <= set(data)
+    data = config["package-data"]["daemon.migrations"]
+    assert {"alembic.ini", "script.py.mako"} <= set(data)
     for relative in data:
         if "*" not in relative:
-            assert (REPO / "daemon" / relative).is_file(), relative
+            assert (REPO / "daemon" / "migrations" / relative).is_file(), relative
     for package in ("daemon/migrations", "daemon/migrations/versions"):
         assert (REPO / package / "__init__.py").is_file()
     assert MIGRATIONS_DIR == REPO / "daemon" / "migrations"
