@@ -39,7 +39,7 @@ def write_atomic(path: Path, data: bytes, *, mode: int | None = None) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
 
 
 def _existing_mode(path: Path) -> int:
@@ -49,7 +49,7 @@ def _existing_mode(path: Path) -> int:
         return DEFAULT_MODE
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
     """Make the rename itself durable; some platforms cannot open a directory, which is not an error."""
     try:
         dir_fd = os.open(directory, os.O_RDONLY)

@@ -12,6 +12,8 @@ When an event blocks time (the busy rule):
   mark at all, so only an explicit mark makes a whole day busy.
 - An all-day event covers whole days in the calendar's zone: X-WR-TIMEZONE, else the caller's default
   zone, else UTC. Floating times (no zone) are read in that zone too.
+- circleback's own touchpoints (an X-CIRCLEBACK-KEY, or a UID circleback issued) never block: they are
+  what circleback places, and a subscriber's copy must not push the original out of its own slot.
 `Observation.transparent` is true exactly when the event's own marks say it does not block.
 """
 
@@ -31,7 +33,7 @@ from icalendar.timezone import tzp
 from recurring_ical_events import EventAdapter, Occurrence, Series
 
 from connectors.ics_blocks import Block, lex
-from schedules.events import Attendee, Interval, Observation, PartStat, Snapshot
+from schedules.events import Attendee, Interval, Observation, PartStat, Snapshot, is_circleback_event
 
 # A series denser than this is a broken or hostile rule; expanding it could take minutes.
 MAX_PER_DAY = 24
@@ -175,7 +177,10 @@ def expand(parsed: ParsedCalendar, window: Interval, *, owner_emails: Collection
     busy = _merge(
         Interval(item.observation.start, item.observation.end)
         for item in kept
-        if item.blocks and not item.observation.cancelled and item.observation.end > item.observation.start
+        if item.blocks
+        and not item.observation.cancelled
+        and not is_circleback_event(item.observation)
+        and item.observation.end > item.observation.start
     )
     return Snapshot(
         busy=tuple(busy),

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectors.base import Reader, Writer
+
+if TYPE_CHECKING:
+    from connectors.memory import MemoryCalendar
 
 ReaderFactory = Callable[..., Reader]
 WriterFactory = Callable[..., Writer]
@@ -24,8 +27,15 @@ def _feed_writer(**options: Any) -> Writer:
     return FeedFile(Path(options.pop("path")), **options)
 
 
-READERS: dict[str, ReaderFactory] = {"ics": _ics_reader}
-WRITERS: dict[str, WriterFactory] = {"ics_feed": _feed_writer}
+def _memory(**options: Any) -> MemoryCalendar:
+    # One calendar per name, so the same memory calendar configured as reader and writer is one calendar.
+    from connectors.memory import shared_calendar
+
+    return shared_calendar(**options)
+
+
+READERS: dict[str, ReaderFactory] = {"ics": _ics_reader, "memory": _memory}
+WRITERS: dict[str, WriterFactory] = {"ics_feed": _feed_writer, "memory": _memory}
 
 
 def make_reader(kind: str, **options: Any) -> Reader:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import sys
 from collections.abc import Callable, Sequence
@@ -19,7 +20,7 @@ from connectors.base import ConnectorError
 from daemon import render
 from daemon.app import PlanFileError, build_calendars, load_plan, open_store
 from daemon.config import ConfigError, Settings, load_settings, toml_key
-from daemon.cycle import run_cycle
+from daemon.cycle import NO_VERDICT, run_cycle
 from daemon.errors import BadInput
 from schedules.events import Interaction, InteractionKind
 from schedules.plan import PlanInvalid
@@ -342,7 +343,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     now = _now_from(args)
     calendars = build_calendars(settings, plan)
     with open_store(settings, read_only=True) as store:
-        # Read-only: plan against what is stored, without fetching calendars.
+        # Read-only: plan against what is stored, without fetching calendars. Without them nothing can
+        # be judged missed (a calendar may show it happened); that is the real cycle's call.
         report = run_cycle(
             plan,
             store,
@@ -350,7 +352,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             writers=calendars.writers,
             now=now,
             horizon=settings.horizon,
-            grace=settings.grace,
+            grace=NO_VERDICT,
             dry_run=True,
         )
         interactions = [r.interaction for r in store.interactions()]
@@ -411,6 +413,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         or getattr(args, "log_command", None)
     )
     handler = HANDLERS[(args.command, sub)]
+    if args.command != "run":
+        # Commands print calendar faults and warnings themselves (`error: NAME: reason`); without a
+        # handler, Python's last-resort one would print the cycle's log line for each a second time.
+        logging.getLogger().addHandler(logging.NullHandler())
     try:
         return handler(args)
     except PlanInvalid as exc:

@@ -11,7 +11,7 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from connectors.base import ConnectorError, Reader, Writer
 from daemon.store import SourceState, Store
@@ -72,6 +72,10 @@ def _read_all(
             log.warning("calendar %s could not be read: %s", reader.name, exc.reason)
             continue
         report.calendar_errors[reader.name] = snapshot.stale
+        if snapshot.stale is not None:
+            # Usable, but old: the calendar is failing, and recent copies of touchpoints may be missing
+            # from it, so it counts as a fault (exit status 1, nothing settled by absence).
+            report.faults.append(CalendarFault(reader.name, f"{snapshot.stale}; used the last good copy"))
         busy.extend(snapshot.busy)
         observations.extend(snapshot.observations)
         report.warnings.extend(snapshot.warnings)
@@ -132,7 +136,9 @@ def run_cycle(
     # shows a touchpoint happened; once written off as missed, that copy would no longer be recognised.
     # So nothing is settled by absence until every calendar has been read.
     blind = bool(report.faults)
-    outcomes = reconcile(plan, tracked, observations, [*known, *undone], now, NO_VERDICT if blind else grace)
+    outcomes = reconcile(
+        plan, tracked, observations, known, now, NO_VERDICT if blind else grace, withdrawn=undone
+    )
     report.outcomes = outcomes
     report.new_entries = len(outcomes.entries)
 
@@ -160,8 +166,17 @@ def run_cycle(
         for row in open_rows
         if row.revision.occurrence.start > now
     }
+    # For connections never met, when their first touchpoint became due (kept across runs, so the
+    # occurrence keeps its identity and turns overdue if it is missed).
+    first_due: dict[str, date] = {}
+    for row in stored:
+        occ = row.revision.occurrence
+        if occ.kind is OccurrenceKind.TOUCHPOINT and occ.connection:
+            name = occ.connection.casefold()
+            first_due[name] = min(first_due.get(name, occ.due), occ.due)
     desired = plan_occurrences(
         plan,
+        first_due=first_due,
         interactions=interactions,
         reviews_done=reviews_done,
         busy=busy,

@@ -13,6 +13,8 @@ import secrets
 import stat
 from pathlib import Path
 
+from connectors.atomic import fsync_directory
+
 TOKEN_BYTES = 32  # secrets.token_urlsafe(32) -> 43 characters
 MIN_LENGTH = 43  # what 32 random bytes encode to; shorter tokens are guessable sooner than we promise
 MAX_LENGTH = 512
@@ -47,7 +49,7 @@ def load_or_create_token(path: Path) -> str:
         return read_token(path)
     finally:
         tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_directory(path.parent)
     return token
 
 
@@ -67,7 +69,7 @@ def rotate_token(path: Path) -> str:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_directory(path.parent)
     return token
 
 
@@ -156,19 +158,6 @@ def _make_private_parents(directory: Path) -> None:
         except FileExistsError:
             continue
         os.chmod(d, 0o700)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems refuse fsync on directories; the rename itself is still atomic
-    finally:
-        os.close(fd)
 
 
 def _is_credential(path: Path) -> bool:

@@ -89,6 +89,18 @@ class Observation:
         return f"{self.uid}/{self.recurrence_id.strftime('%Y%m%dT%H%M%SZ')}"
 
 
+UID_SUFFIX = "@circleback.invalid"  # every UID circleback issues ends so (see occurrence_uid)
+
+
+def is_circleback_uid(uid: str) -> bool:
+    return uid.startswith("cb-") and uid.endswith(UID_SUFFIX)
+
+
+def is_circleback_event(observation: Observation) -> bool:
+    """One of circleback's own touchpoints or reviews (or a copy of one), recognised by key or UID."""
+    return observation.circleback_key is not None or is_circleback_uid(observation.uid)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """What one read of a calendar produced: busy time, observed events, and non-fatal warnings."""

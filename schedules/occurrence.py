@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 
-from schedules.events import require_utc
+from schedules.events import UID_SUFFIX, require_utc
 
 
 class OccurrenceKind(StrEnum):
@@ -49,7 +49,7 @@ class Occurrence:
 def occurrence_uid(key: str) -> str:
     """A globally unique, stable UID for an occurrence key (RFC 5545 recommends a domain-like suffix)."""
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
-    return f"cb-{digest}@circleback.invalid"
+    return f"cb-{digest}{UID_SUFFIX}"
 
 
 @dataclass(frozen=True)

@@ -96,14 +96,22 @@ def due_dates(
 
 
 def _touchpoint_demands(
-    plan: Plan, last_met: Mapping[str, datetime], zone: ZoneInfo, today: date, last_day: date
+    plan: Plan,
+    last_met: Mapping[str, datetime],
+    first_due: Mapping[str, date],
+    zone: ZoneInfo,
+    today: date,
+    last_day: date,
 ) -> list[Demand]:
     demands: list[Demand] = []
     for rank, connection in enumerate(plan.connections):
         folded = connection.name.casefold()
         met = last_met.get(folded)
-        # Never met: due today, because choosing the connection is the decision to act.
-        since, first_step = (local_date(met, zone), 1) if met else (today, 0)
+        # Never met: due from the day it was first planned (so its identity does not drift day by day,
+        # and it turns overdue when that first touchpoint is missed), or today for a new connection,
+        # because choosing the connection is the decision to act.
+        never_met_since = min(first_due.get(folded, today), today)
+        since, first_step = (local_date(met, zone), 1) if met else (never_met_since, 0)
         chain = due_dates(connection.every, since, today, last_day, first_step=first_step)
         for due, overdue in chain:
             key = f"touchpoint:{folded}:{connection.every.period_label(due)}"
@@ -224,9 +232,13 @@ def plan_occurrences(
     now: datetime,
     horizon: timedelta,
     previous: Mapping[str, Occurrence] = {},
+    first_due: Mapping[str, date] = {},
 ) -> list[Occurrence]:
     """The touchpoints and review blocks due up to the horizon, placed inside [now, now + horizon),
     sorted by start.
+
+    `first_due` maps a connection (name, case-folded) that has never been met to the local date its
+    first touchpoint became due, as recorded by earlier runs.
 
     `previous` holds the occurrences already placed, by key: each keeps its slot while that slot is still
     in the future, inside working hours, free, and not before its due date. A demand with no free slot
@@ -253,7 +265,7 @@ def plan_occurrences(
 
     demands = sorted(
         _review_demands(plan, reviews_done, zone, today, last_day)
-        + _touchpoint_demands(plan, last_met, zone, today, last_day),
+        + _touchpoint_demands(plan, last_met, first_due, zone, today, last_day),
         key=lambda d: d.order,
     )
     anchors = {f"touchpoint:{name}": Anchor.of(at, zone) for name, at in last_met.items()}

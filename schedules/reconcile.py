@@ -215,8 +215,13 @@ def reconcile(
     interactions: Sequence[Interaction],
     now: datetime,
     grace: timedelta = timedelta(hours=24),
+    withdrawn: Sequence[Interaction] = (),
 ) -> Outcomes:
-    """Match what the source calendars show against what circleback placed and what the log holds."""
+    """Match what the source calendars show against what circleback placed and what the log holds.
+
+    `withdrawn` are log entries the person took back (`circleback log undo`): the events they came from
+    are never logged again, and they are no evidence that a touchpoint happened.
+    """
     now = require_utc(now, "now")
     if grace < timedelta(0):
         raise ValueError(f"grace must not be negative, got {grace}")
@@ -225,7 +230,11 @@ def reconcile(
         plan=plan,
         now=now,
         zone=ZoneInfo(plan.timezone),
-        logged={(i.event_uid, i.connection.casefold()) for i in interactions if i.event_uid is not None},
+        logged={
+            (i.event_uid, i.connection.casefold())
+            for i in (*interactions, *withdrawn)
+            if i.event_uid is not None
+        },
         matchers=tuple(_Matcher.of(c) for c in plan.connections),
     )
     ordered = sorted(observations, key=_obs_order)

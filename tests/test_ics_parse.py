@@ -58,9 +58,8 @@ def test_google_export() -> None:
         (utc(6, 10), utc(6, 10, 30)),  # weekly 1:1, first instance
         (utc(8, 12, 30), utc(8, 13, 30)),  # lunch, written in UTC
         (utc(13, 10), utc(13, 10, 30)),
-        (utc(14, 14, 30), utc(14, 15)),  # circleback touchpoint copied into the calendar
+        # (14 Jan 14:30 and 17 Jan 16:00 are circleback's own events copied in: observed, never busy)
         (utc(15), utc(17)),  # two-day offsite, all-day and marked busy: whole London days
-        (utc(17, 16), utc(17, 16, 30)),
         (utc(28, 14), utc(28, 14, 30)),  # the 27 January instance, moved to Tuesday
     ]
     seen = [(o.summary, o.start) for o in snapshot.observations]
@@ -471,3 +470,19 @@ def test_a_file_of_nothing_but_bad_bytes_is_a_warning() -> None:
     assert snapshot == Snapshot(
         warnings=("noise.bin: not an iCalendar file (no BEGIN:VCALENDAR); no events read",)
     )
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [
+        "UID:cb-3f1d2a9e8b7c6d5e4f3a2b1c@circleback.invalid",  # a subscriber's copy keeps our UID
+        "UID:copied-by-hand@example.com\nX-CIRCLEBACK-KEY;VALUE=TEXT:touchpoint:grace hopper:2025-W03",
+    ],
+)
+def test_our_own_touchpoints_are_observed_but_never_block(identity: str) -> None:
+    # Counting our own event as busy would push the original out of its own slot on the next cycle.
+    own = f"{identity}\nDTSTART:20250109T100000Z\nDTEND:20250109T103000Z\nSUMMARY:Nurture: Grace Hopper"
+    other = "UID:standup@x\nDTSTART:20250109T110000Z\nDTEND:20250109T113000Z\nSUMMARY:Standup"
+    snapshot = parse_calendar(calendar(own, other), "work", WINDOW)
+    assert spans(snapshot) == [(utc(9, 11), utc(9, 11, 30))]
+    assert {o.summary for o in snapshot.observations} == {"Nurture: Grace Hopper", "Standup"}

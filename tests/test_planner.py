@@ -603,3 +603,25 @@ def test_review_without_a_target_asks_for_one() -> None:
     text = review_description(plan_with(GRACE), last_met={}, today=MONDAY)
     assert "No connection is a target" in text
     assert "- Going cold:" not in text
+
+
+def test_a_never_met_connection_keeps_its_first_due_date_across_days_and_weeks() -> None:
+    plan = plan_with(GRACE)
+    first = run(plan)[0]
+    assert first.due == MONDAY and not first.overdue
+    # A week later (the next ISO week) with it still unmet: same due date, same identity.
+    later = plan_occurrences(
+        plan,
+        interactions=(),
+        reviews_done=(),
+        busy=(),
+        now=NOW + timedelta(days=7),
+        horizon=QUARTER_YEAR,
+        first_due={"grace hopper": first.due},
+    )
+    assert later[0].key == first.key
+    assert later[0].overdue, "a first touchpoint whose due date has passed unmet is overdue"
+    assert f"Overdue since {MONDAY.isoformat()}" in later[0].description
+    # Without the remembered date it would drift to the new day and a new key: the churn this prevents.
+    drifting = run(plan, now=NOW + timedelta(days=7))[0]
+    assert drifting.key != first.key

@@ -620,3 +620,12 @@ def test_last_interactions_keeps_the_latest_per_connection() -> None:
 )
 def test_touchpoint_connection_parses_keys(key: str, name: str | None) -> None:
     assert touchpoint_connection(key) == name
+
+
+def test_a_withdrawn_entry_is_never_logged_again_and_proves_nothing() -> None:
+    lunch = seen(at(23, 12), uid="lunch@x", attendees=(attendee("grace@example.com"),))
+    taken_back = Interaction("Grace Hopper", at(23, 12), source="calendar", event_uid="lunch@x")
+    out = reconcile(PLAN, placed(touchpoint()), [lunch], [], NOW, withdrawn=[taken_back])
+    assert out.entries == ()
+    # Without the undone entry as evidence, and the meeting itself withdrawn, the touchpoint was missed.
+    assert out.statuses[GRACE_KEY].status == OccurrenceStatus.MISSED
