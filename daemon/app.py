@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from connectors.base import Reader, Writer
 from connectors.registry import make_reader, make_writer
@@ -78,7 +79,10 @@ def build_calendars(settings: Settings, plan: Plan, *, feed_path: Path | None = 
 
 
 def _missing_sqlite_file(url: str) -> bool:
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return False  # the store reports the bad URL with its own message
     database = parsed.database
     if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
         return False

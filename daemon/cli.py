@@ -22,6 +22,8 @@ from daemon.app import PlanFileError, build_calendars, load_plan, open_store
 from daemon.config import ConfigError, Settings, load_settings, toml_key
 from daemon.cycle import NO_VERDICT, run_cycle
 from daemon.errors import BadInput
+from daemon.secret_token import TokenFileError
+from daemon.store import REVIEW_CONNECTION, DatabaseURLError, StoreError
 from schedules.events import Interaction, InteractionKind
 from schedules.plan import PlanInvalid
 
@@ -116,6 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
     undo = command("undo", "take back a log entry", log_commands)
     undo.add_argument("entry_id", type=int, metavar="ID")
 
+    review = commands.add_parser(
+        "review", help="your self-review blocks", description="your self-review blocks"
+    )
+    review_commands = review.add_subparsers(dest="review_command", metavar="COMMAND", required=True)
+    done = command(
+        "done", "record that you did your self-review (the next one is planned from it)", review_commands
+    )
+    done.add_argument("--on", dest="on", metavar="DATE", help="YYYY-MM-DD or YYYY-MM-DDTHH:MM (default: now)")
+    done.add_argument("--note", default="", help="what you decided to change")
+
     status = command("status", "per connection: last interaction, next due, overdue; calendar health")
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -141,7 +153,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 def _now_from(args: argparse.Namespace) -> datetime:
     if not args.now:
         return _now()
-    value = datetime.fromisoformat(args.now)
+    try:
+        value = datetime.fromisoformat(args.now)
+    except ValueError:
+        raise BadInput(f"--now: cannot read {args.now!r}; use an ISO datetime with offset") from None
     if value.tzinfo is None:
         raise BadInput(f"--now: {args.now!r} needs a UTC offset")
     return value.astimezone(UTC)
@@ -305,6 +320,23 @@ def cmd_log_add(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_review_done(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    plan = load_plan(settings.plan)
+    now = _now_from(args)
+    zone = ZoneInfo(plan.timezone)
+    at = _parse_on(args.on, zone, now)
+    if at > now + timedelta(minutes=5):
+        raise BadInput(f"--on: {args.on} is in the future; record a review you have done")
+    entry = Interaction(connection=REVIEW_CONNECTION, at=at, note=args.note, source="manual")
+    with open_store(settings) as store:
+        entry_id = store.add_interaction(entry)
+    print(
+        f"recorded self-review #{entry_id} on {at.astimezone(zone):%Y-%m-%d}; the next one is planned from it"
+    )
+    return EXIT_OK
+
+
 def cmd_log_list(args: argparse.Namespace) -> int:
     settings = _settings(args)
     plan = load_plan(settings.plan)
@@ -394,6 +426,7 @@ HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("log", "add"): cmd_log_add,
     ("log", "list"): cmd_log_list,
     ("log", "undo"): cmd_log_undo,
+    ("review", "done"): cmd_review_done,
     ("status", None): cmd_status,
     ("config", None): cmd_config,
     ("run", None): cmd_run,
@@ -407,10 +440,13 @@ def _fail(status: int, message: str) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    sub = (
-        getattr(args, "plan_command", None)
-        or getattr(args, "feed_command", None)
-        or getattr(args, "log_command", None)
+    sub = next(
+        (
+            getattr(args, name)
+            for name in ("plan_command", "feed_command", "log_command", "review_command")
+            if getattr(args, name, None)
+        ),
+        None,
     )
     handler = HANDLERS[(args.command, sub)]
     if args.command != "run":
@@ -421,9 +457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except PlanInvalid as exc:
         _fail(EXIT_BAD_INPUT, str(exc))
-    except (PlanFileError, ConfigError, BadInput) as exc:
+    except (PlanFileError, ConfigError, BadInput, DatabaseURLError) as exc:
         _fail(EXIT_BAD_INPUT, f"error: {exc}")
-    except ConnectorError as exc:
+    except (ConnectorError, StoreError, TokenFileError) as exc:
         _fail(EXIT_FAILURE, f"error: {exc}")
     except KeyboardInterrupt:
         _fail(130, "interrupted")

@@ -228,7 +228,7 @@ def load_settings(
         plan=pick("plan", default_plan_path()),
         database_url=pick("database_url", default_database_url()),
         state_dir=pick("state_dir", state_dir),
-        horizon=pick("horizon", timedelta(weeks=13)),
+        horizon=pick("horizon", timedelta(weeks=14)),
         log_format=pick("log_format", "auto"),
         log_level=pick("log_level", "info"),
         feed_path=in_state(pick("feed_path", Path("circleback.ics"))),

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
 from connectors.base import ConnectorError, Reader, Writer
-from daemon.store import SourceState, Store
-from schedules.events import Interaction, Interval, Observation, require_utc
+from daemon.store import SourceState, Store, StoredOccurrence
+from schedules.events import Interval, Observation, require_utc
 from schedules.model import Plan
 from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus, Revision, revise
-from schedules.planner import plan_occurrences
+from schedules.planner import KICKOFF_KEY, REVIEWS, plan_occurrences
 from schedules.reconcile import Outcomes, TrackedOccurrence, reconcile
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ OPEN_STATUSES = (OccurrenceStatus.PLANNED, OccurrenceStatus.PLACED)
 TERMINAL_STATUSES = (OccurrenceStatus.COMPLETED, OccurrenceStatus.MISSED, OccurrenceStatus.SKIPPED)
 # The grace period used while a calendar is unreadable: long enough that nothing counts as missed.
 NO_VERDICT = timedelta(days=36500)
+# How long past the grace period a failing calendar may hold back 'missed' verdicts.
+HOLD_BACK = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class CycleReport:
     warnings: list[str] = field(default_factory=list)
     applied_to: list[str] = field(default_factory=list)
     calendar_errors: dict[str, str | None] = field(default_factory=dict)  # None: read fresh and fine
+    verdicts_held_back: bool = False
 
     @property
     def upcoming(self) -> list[Occurrence]:
@@ -82,6 +85,20 @@ def _read_all(
     return busy, observations
 
 
+def _verdicts_held_back(
+    store: Store, faults: Sequence[CalendarFault], now: datetime, grace: timedelta
+) -> bool:
+    """Whether to hold back 'missed' verdicts because a calendar that could hold the proof is failing.
+
+    Only for a calendar that worked recently: one that never worked, or has been failing for longer than
+    the grace period plus HOLD_BACK, must not switch missed-touchpoint detection off for good."""
+    for fault in faults:
+        state = store.source_state(fault.calendar)
+        if state is not None and state.ok_at is not None and now - state.ok_at <= grace + HOLD_BACK:
+            return True
+    return False
+
+
 def _record_calendar_health(store: Store, errors: dict[str, str | None], now: datetime) -> None:
     """What `circleback status` and /readyz show for each calendar, across processes."""
     for name, error in errors.items():
@@ -93,18 +110,48 @@ def _record_calendar_health(store: Store, errors: dict[str, str | None], now: da
         store.save_source_state(after)
 
 
-def _avoid_closed_keys(desired: list[Occurrence], closed: set[str]) -> list[Occurrence]:
-    """A due period whose occurrence was already completed or missed needs a fresh identity for the
-    next attempt, or the history row would be overwritten. The suffix is deterministic, so the same
-    inputs still give the same ids."""
+def base_key(key: str) -> str:
+    """The planner's key for an occurrence: without the '#N' of a replacement."""
+    return key.split("#", 1)[0]
+
+
+def _fresh_identities(desired: list[Occurrence], *, closed: set[str], pending: set[str]) -> list[Occurrence]:
+    """Give each desired occurrence a key no settled occurrence has.
+
+    A due period whose occurrence was completed or missed needs a fresh identity for the next attempt
+    (`key#2`, `key#3`...), or the history row would be overwritten; a period whose occurrence has just
+    passed and is awaiting its verdict is already represented, so it is not planned again. The suffix is
+    deterministic, so the same inputs still give the same ids.
+    """
     out = []
     for occ in desired:
         key, attempt = occ.key, 1
         while key in closed:
             attempt += 1
             key = f"{occ.key}#{attempt}"
+        if key in pending:
+            continue
         out.append(dataclasses.replace(occ, key=key) if key != occ.key else occ)
     return out
+
+
+def _first_due(plan: Plan, stored: Sequence[StoredOccurrence]) -> dict[str, date]:
+    """When each never-met connection's first touchpoint became due, and when the review rhythm
+    started: remembered so that an occurrence keeps its identity across runs and turns overdue when it
+    is missed, instead of drifting one cadence ahead of every run."""
+    first: dict[str, date] = {}
+    for row in stored:
+        occ = row.revision.occurrence
+        if occ.kind is OccurrenceKind.TOUCHPOINT and occ.connection:
+            name, start = occ.connection.casefold(), occ.due
+        elif occ.kind is OccurrenceKind.REVIEW:
+            # The kickoff is due the day the rhythm starts; a regular review one cadence after it.
+            kickoff = base_key(occ.key) == KICKOFF_KEY
+            name, start = REVIEWS, occ.due if kickoff else plan.review.every.add(occ.due, -1)
+        else:
+            continue
+        first[name] = min(first.get(name, start), start)
+    return first
 
 
 def run_cycle(
@@ -135,48 +182,34 @@ def run_cycle(
     # A calendar that could not be read at all (not even an earlier copy) may hold the very copy that
     # shows a touchpoint happened; once written off as missed, that copy would no longer be recognised.
     # So nothing is settled by absence until every calendar has been read.
-    blind = bool(report.faults)
+    blind = _verdicts_held_back(store, report.faults, now, grace)
+    report.verdicts_held_back = blind
     outcomes = reconcile(
         plan, tracked, observations, known, now, NO_VERDICT if blind else grace, withdrawn=undone
     )
     report.outcomes = outcomes
     report.new_entries = len(outcomes.entries)
 
-    # Touchpoints whose time has passed but which are not resolved yet (inside the grace period) stay
-    # where they are, and count provisionally as the last interaction: the next one is planned after
-    # them, and moves to "overdue" only if they are later found missed.
+    # Occurrences whose time has passed but which are not settled yet (inside the grace period) stay where
+    # they are and stand for their own due period; they are not counted as meetings, so the rhythm only
+    # ever restarts from what really happened.
     pending = [
         row.revision
         for row in open_rows
         if row.revision.occurrence.start <= now and row.revision.occurrence.key not in outcomes.statuses
     ]
-    provisional = [
-        Interaction(connection=r.occurrence.connection, at=r.occurrence.start, source="pending")
-        for r in pending
-        if r.occurrence.kind is OccurrenceKind.TOUCHPOINT and r.occurrence.connection
-    ]
-    interactions = known + [e.interaction for e in outcomes.entries] + provisional
-    reviews_done = [
-        *store.reviews_done(),
-        *outcomes.reviews_done,
-        *(r.occurrence.start for r in pending if r.occurrence.kind is OccurrenceKind.REVIEW),
-    ]
+    interactions = known + [e.interaction for e in outcomes.entries]
+    reviews_done = [*store.reviews_done(), *outcomes.reviews_done]
+    # Placed future occurrences keep their slot; the planner knows them by their base key (a replacement
+    # for a missed period carries a '#N' suffix the planner does not give).
     previous = {
-        row.revision.occurrence.key: row.revision.occurrence
+        base_key(row.revision.occurrence.key): row.revision.occurrence
         for row in open_rows
         if row.revision.occurrence.start > now
     }
-    # For connections never met, when their first touchpoint became due (kept across runs, so the
-    # occurrence keeps its identity and turns overdue if it is missed).
-    first_due: dict[str, date] = {}
-    for row in stored:
-        occ = row.revision.occurrence
-        if occ.kind is OccurrenceKind.TOUCHPOINT and occ.connection:
-            name = occ.connection.casefold()
-            first_due[name] = min(first_due.get(name, occ.due), occ.due)
     desired = plan_occurrences(
         plan,
-        first_due=first_due,
+        first_due=_first_due(plan, stored),
         interactions=interactions,
         reviews_done=reviews_done,
         busy=busy,
@@ -186,10 +219,9 @@ def run_cycle(
     )
     pending_keys = {r.occurrence.key for r in pending}
     # Keys settled in this very cycle are closed too: the replacement of a touchpoint missed just now has
-    # the same due period, and reusing its key would overwrite the history row (and rename the
-    # replacement in the feed on the next cycle).
+    # the same due period, and reusing its key would overwrite the history row.
     settled_now = set(outcomes.statuses)
-    desired = _avoid_closed_keys(desired, closed_keys | pending_keys | settled_now)
+    desired = _fresh_identities(desired, closed=closed_keys | settled_now, pending=pending_keys)
     revisions = revise({row.revision.occurrence.key: row.revision for row in open_rows}, desired, now)
 
     desired_keys = {r.occurrence.key for r in revisions}

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 
 class AlreadyRunning(Exception):
@@ -17,7 +18,10 @@ class AlreadyRunning(Exception):
 
 
 def lock_path_for(database_url: str, state_dir: Path) -> Path | None:
-    url = make_url(database_url)
+    try:
+        url = make_url(database_url)
+    except ArgumentError:
+        return None  # the store refuses the URL with a clear message
     if not url.drivername.startswith("sqlite") or not url.database or url.database == ":memory:":
         return None
     return Path(url.database).with_name(Path(url.database).name + ".lock")

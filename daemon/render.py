@@ -8,6 +8,10 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from connectors.fetch import redact
 from daemon.config import Settings
 from schedules.events import Interaction
 from schedules.model import Plan
@@ -51,7 +55,8 @@ def agenda_text(items: Sequence[Occurrence], zone: ZoneInfo, first: date, days: 
 def interaction_line(entry: Interaction, zone: ZoneInfo) -> str:
     note = f" — {entry.note}" if entry.note else ""
     when = _local(entry.at, zone)
-    return f"{when:%Y-%m-%d %H:%M}  {entry.connection}  {entry.kind.value}  [{entry.source}]{note}"
+    who = "self-review" if entry.connection == "@review" else entry.connection
+    return f"{when:%Y-%m-%d %H:%M}  {who}  {entry.kind.value}  [{entry.source}]{note}"
 
 
 def stored_interaction_json(row: Any, zone: ZoneInfo) -> dict[str, Any]:
@@ -155,12 +160,24 @@ def _config_value(value: object) -> str:
     return f'"{value}"'
 
 
+def _shown(name: str, value: object) -> object:
+    """Secrets stay out of the output: a database password, the secret path of an ICS address."""
+    if name == "database_url":
+        try:
+            return make_url(str(value)).render_as_string(hide_password=True)
+        except ArgumentError:
+            return value
+    if name == "sources":
+        return tuple(redact(str(v)) for v in value) if isinstance(value, tuple) else value
+    return value
+
+
 def settings_items(settings: Settings) -> list[tuple[str, str]]:
     """Settings in TOML notation, keyed as in the file (`feed.path` is `path` under `[feed]`)."""
     from daemon.config import toml_key
 
     return [
-        (toml_key(f.name), _config_value(getattr(settings, f.name)))
+        (toml_key(f.name), _config_value(_shown(f.name, getattr(settings, f.name))))
         for f in fields(settings)
         if f.name not in {"origin", "config_file"}
     ]

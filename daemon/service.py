@@ -28,7 +28,8 @@ from daemon.feed_cache import FeedCache
 from daemon.lock import AlreadyRunning, ProcessLock, lock_path_for
 from daemon.logs import setup_logging
 from daemon.notify import Notifier
-from daemon.store import Store
+from daemon.secret_token import TokenFileError
+from daemon.store import Store, StoreError
 from schedules.model import Plan
 from schedules.plan import PlanInvalid
 
@@ -36,7 +37,7 @@ log = logging.getLogger("circleback.service")
 
 HEARTBEAT_EVERY = timedelta(seconds=5)
 PLAN_WATCH_EVERY = timedelta(seconds=2)
-STOP_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
 
 
 def utcnow() -> datetime:
@@ -213,11 +214,20 @@ class Service:
         self.scheduler.start()
         self.notifier.ready("started")
 
-    def stop(self) -> None:
+    def stop(self) -> bool:
+        """Stop everything; False when a job was still running and had to be abandoned."""
+        clean = True
         self.notifier.stopping()
         log.info("stopping: finishing the job in flight")
         if self.scheduler.running:
-            self.scheduler.shutdown(wait=True)
+            # Let the job in flight finish, but not for longer than systemd's stop timeout allows: every
+            # cycle writes in one transaction, so abandoning one loses nothing.
+            waiter = threading.Thread(target=self.scheduler.shutdown, kwargs={"wait": True}, daemon=True)
+            waiter.start()
+            waiter.join(STOP_TIMEOUT)
+            if waiter.is_alive():
+                clean = False
+                log.warning("the job in flight did not finish within %ds; stopping anyway", STOP_TIMEOUT)
         if self._server is not None:
             self._server.stop()
         if self.store is not None:
@@ -225,6 +235,7 @@ class Service:
         if self._lock is not None:
             self._lock.release()
         log.info("stopped")
+        return clean
 
 
 def run_service(settings: Settings) -> int:
@@ -247,8 +258,16 @@ def run_service(settings: Settings) -> int:
         service.start()
     except AlreadyRunning as exc:
         log.error("%s", exc)
+        return 1
+    except (StoreError, TokenFileError, RuntimeError, TimeoutError, OSError) as exc:
+        # Could not come up (database unreachable, port taken, unusable token file): say why, release
+        # what was taken, and let the supervisor restart us with backoff.
+        log.error("cannot start: %s", exc)
         service.stop()
         return 1
     service.stop_event.wait()
-    service.stop()
+    if not service.stop():
+        # A worker thread is still inside a job; the interpreter would wait for it at exit.
+        logging.shutdown()
+        os._exit(0)
     return 0

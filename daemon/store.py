@@ -62,6 +62,10 @@ class StoreError(Exception):
     """The database could not be opened, migrated or written; the message says which and why."""
 
 
+class DatabaseURLError(StoreError):
+    """The database URL itself is wrong (bad input, not a failure of the database)."""
+
+
 class InteractionNotFound(KeyError):
     def __init__(self, interaction_id: int) -> None:
         super().__init__(interaction_id)
@@ -179,10 +183,10 @@ def normalise_url(url: str) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise StoreError(f"not a database URL: {url!r} ({exc})") from exc
+        raise DatabaseURLError(f"not a database URL: {url!r} ({exc})") from exc
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
-        raise StoreError(
+        raise DatabaseURLError(
             f"unsupported database {parsed.drivername!r}: use sqlite:///PATH or postgresql://..."
         )
     if parsed.drivername == "postgresql":
@@ -239,10 +243,18 @@ def create_engine(url: str | URL) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         path = _sqlite_file(parsed)
         if path is None:
-            engine = sa_create_engine(parsed, poolclass=StaticPool, connect_args={"check_same_thread": False})
+            engine = sa_create_engine(
+                parsed,
+                poolclass=StaticPool,
+                connect_args={"check_same_thread": False},
+                hide_parameters=True,
+            )
         else:
             _prepare_sqlite_file(path)
-            engine = sa_create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+            # hide_parameters: a failed statement's message must not carry contact notes into the logs.
+            engine = sa_create_engine(
+                parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, hide_parameters=True
+            )
         event.listen(engine, "connect", _on_sqlite_connect(wal=path is not None))
         event.listen(engine, "begin", _on_sqlite_begin)
         return engine
@@ -250,7 +262,7 @@ def create_engine(url: str | URL) -> Engine:
     if "connect_timeout" not in parsed.query:
         connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_S
     # pre-ping: a long-running daemon outlives server restarts.
-    return sa_create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+    return sa_create_engine(parsed, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

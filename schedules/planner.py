@@ -22,6 +22,7 @@ from schedules.model import Connection, Plan, WorkingHours
 from schedules.occurrence import Occurrence, OccurrenceKind
 from schedules.slots import Slots, floor_to_quarter, local_date
 
+REVIEWS = "@review"  # first_due's key for the review rhythm (not a connection name: '@' is reserved)
 KICKOFF_KEY = "review:kickoff"
 KICKOFF_DURATION = timedelta(minutes=30)
 
@@ -68,7 +69,13 @@ class Anchor:
 
 
 def due_dates(
-    cadence: Cadence, since: date, today: date, last_day: date, *, first_step: int = 1
+    cadence: Cadence,
+    since: date,
+    today: date,
+    last_day: date,
+    *,
+    first_step: int = 1,
+    placed_from: date | None = None,
 ) -> list[tuple[date, bool]]:
     """Due dates `since` + n cadences for n = first_step, first_step + 1, ... up to `last_day`, as
     (due, overdue).
@@ -77,13 +84,20 @@ def due_dates(
     rhythm that started on the 31st comes back to the 31st after February. Missed periods collapse into
     one overdue demand (the first due date); the chain then resumes at the first due date at least half a
     cadence after today, so catching up does not stack two touchpoints in a few days.
+
+    `placed_from` is the earliest due date of this chain's regular occurrences already placed (and still
+    ahead): those stay in the chain even once their due date is behind today, so an event placed a day
+    after its due date does not vanish, and a threshold that moves every day cannot churn the calendar.
     """
     out: list[tuple[date, bool]] = []
     first = cadence.add(since, first_step)
     resume = first
-    if first < today:
+    floor = today if placed_from is None else min(today, placed_from)
+    if first < floor:
         out.append((first, True))
         resume = today + timedelta(days=math.ceil(cadence.approx_days() / 2))
+        if placed_from is not None:
+            resume = min(resume, placed_from)
     # Jump close to `resume` instead of walking years of missed periods one by one; a period never
     # lasts longer than `longest`, so no due date at or after `resume` is skipped.
     longest = cadence.count * (7 if cadence.unit == "week" else 31)
@@ -95,10 +109,21 @@ def due_dates(
     return out
 
 
+def _placed_from(previous: Mapping[str, Occurrence], prefix: str) -> date | None:
+    """The earliest due date among a chain's regular (not overdue) occurrences already placed."""
+    dues = [
+        occ.due
+        for key, occ in previous.items()
+        if key.startswith(prefix) and key != KICKOFF_KEY and not occ.overdue
+    ]
+    return min(dues, default=None)
+
+
 def _touchpoint_demands(
     plan: Plan,
     last_met: Mapping[str, datetime],
     first_due: Mapping[str, date],
+    previous: Mapping[str, Occurrence],
     zone: ZoneInfo,
     today: date,
     last_day: date,
@@ -112,7 +137,14 @@ def _touchpoint_demands(
         # because choosing the connection is the decision to act.
         never_met_since = min(first_due.get(folded, today), today)
         since, first_step = (local_date(met, zone), 1) if met else (never_met_since, 0)
-        chain = due_dates(connection.every, since, today, last_day, first_step=first_step)
+        chain = due_dates(
+            connection.every,
+            since,
+            today,
+            last_day,
+            first_step=first_step,
+            placed_from=_placed_from(previous, f"touchpoint:{folded}:"),
+        )
         for due, overdue in chain:
             key = f"touchpoint:{folded}:{connection.every.period_label(due)}"
             demands.append(
@@ -131,24 +163,39 @@ def _touchpoint_demands(
 
 
 def _review_demands(
-    plan: Plan, reviews_done: Sequence[datetime], zone: ZoneInfo, today: date, last_day: date
+    plan: Plan,
+    reviews_done: Sequence[datetime],
+    first_due: date | None,
+    previous: Mapping[str, Occurrence],
+    zone: ZoneInfo,
+    today: date,
+    last_day: date,
 ) -> list[Demand]:
     demands: list[Demand] = []
-    base = max((local_date(require_utc(d, "reviews_done"), zone) for d in reviews_done), default=today)
-    if plan.review.kickoff and not reviews_done:
-        demands.append(
-            Demand(
-                KICKOFF_KEY,
-                OccurrenceKind.REVIEW,
-                "review:kickoff",
-                today,
-                KICKOFF_DURATION,
-                -1,
-                kickoff=True,
-            )
-        )
     every = plan.review.every
-    for due, overdue in due_dates(every, base, today, last_day):
+    placed_from = _placed_from(previous, "review:")
+    if reviews_done:
+        base = max(local_date(require_utc(d, "reviews_done"), zone) for d in reviews_done)
+        chain = due_dates(every, base, today, last_day, placed_from=placed_from)
+    else:
+        # No review done yet: the rhythm counts from the day the plan first asked for one (remembered by
+        # earlier runs), so review blocks come due instead of receding one cadence ahead of every run.
+        start = min(first_due or today, today)
+        if plan.review.kickoff:
+            demands.append(
+                Demand(
+                    KICKOFF_KEY,
+                    OccurrenceKind.REVIEW,
+                    "review:kickoff",
+                    start,
+                    KICKOFF_DURATION,
+                    -1,
+                    overdue=start < today,
+                    kickoff=True,
+                )
+            )
+        chain = due_dates(every, start, today, last_day, placed_from=placed_from)
+    for due, overdue in chain:
         key = f"review:{every.period_label(due)}"
         demands.append(
             Demand(key, OccurrenceKind.REVIEW, "review", due, plan.review.duration, -1, overdue=overdue)
@@ -238,7 +285,8 @@ def plan_occurrences(
     sorted by start.
 
     `first_due` maps a connection (name, case-folded) that has never been met to the local date its
-    first touchpoint became due, as recorded by earlier runs.
+    first touchpoint became due, and `REVIEWS` to the date the first review block became due, as
+    recorded by earlier runs.
 
     `previous` holds the occurrences already placed, by key: each keeps its slot while that slot is still
     in the future, inside working hours, free, and not before its due date. A demand with no free slot
@@ -264,8 +312,8 @@ def plan_occurrences(
             last_met[folded] = interaction.at
 
     demands = sorted(
-        _review_demands(plan, reviews_done, zone, today, last_day)
-        + _touchpoint_demands(plan, last_met, first_due, zone, today, last_day),
+        _review_demands(plan, reviews_done, first_due.get(REVIEWS), previous, zone, today, last_day)
+        + _touchpoint_demands(plan, last_met, first_due, previous, zone, today, last_day),
         key=lambda d: d.order,
     )
     anchors = {f"touchpoint:{name}": Anchor.of(at, zone) for name, at in last_met.items()}

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -170,7 +171,12 @@ def test_busy_file_moves_touchpoints(run: Run, plan: Path, home: Path) -> None:
         "SUMMARY:Board meeting\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
     )
     moved = json.loads(run("agenda", "--plan", str(plan), "--now", NOW, "--json", "--busy", str(busy)).stdout)
-    assert all(item["start"] != first["start"] for item in moved)
+    assert len(moved) == len(free), "everything is still placed, elsewhere"
+    busy_start, busy_end = datetime.fromisoformat(first["start"]), datetime.fromisoformat(first["end"])
+    for item in moved:
+        start, end = datetime.fromisoformat(item["start"]), datetime.fromisoformat(item["end"])
+        assert end <= busy_start or start >= busy_end, f"{item['title']} overlaps the board meeting"
+    assert {item["title"] for item in moved} == {item["title"] for item in free}
 
 
 def test_log_add_list_undo_and_status(run: Run, plan: Path) -> None:

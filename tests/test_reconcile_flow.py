@@ -255,6 +255,18 @@ def test_missed_touchpoint_is_not_logged_and_the_next_is_overdue(run: Run, home:
     assert [(e["connection"], e["source"], e["note"]) for e in log] == [(GRACE, "manual", "coffee")]
 
 
+def test_a_calendar_that_never_worked_does_not_hold_back_missed_verdicts(run: Run, home: Path) -> None:
+    # Otherwise one mistyped address would switch missed-touchpoint detection off for good.
+    run("log", "add", GRACE, "--on", "2026-11-09", now=T0)
+    run("sync", now=T0)
+    placed = first_touchpoint(as_json(run("agenda", "--json", "--days", "7", now=T0)), GRACE)
+    later = at(placed, "end") + timedelta(hours=30)
+    broken = run("sync", "--source", str(home / "typo.ics"), now=later, check=False)
+    assert broken.returncode == 1 and "typo.ics" in broken.stderr
+    status = connection_status(as_json(run("status", "--json", now=later)), GRACE)
+    assert status["overdue"] is True, "the missed touchpoint was judged, and its successor is overdue"
+
+
 def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -264,12 +276,19 @@ def closed_port() -> int:
 
 def test_unreadable_sources_are_reported_and_nothing_is_lost(run: Run, home: Path) -> None:
     run("log", "add", GRACE, "--on", "2026-11-09", "--note", "call", now=T0)
-    run("sync", now=T0)
+    missing = home / "no-such-dir" / "work.ics"
+    missing.parent.mkdir()
+    # The work calendar is readable at first (nothing in it yet)...
+    missing.write_text("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nEND:VCALENDAR\r\n")
+    run("sync", "--source", str(missing), now=T0)
     placed = first_touchpoint(as_json(run("agenda", "--json", "--days", "7", now=T0)), GRACE)
+    missing.unlink()  # ...and then it is gone, together with its directory
+    missing.parent.rmdir()
+    # Without its cached copy either, so nothing at all can be read from it.
+    shutil.rmtree(home / "state" / "circleback" / "sources")
 
     secret = "private-5f3c9e0a1b2c4d6e8f"
     url = f"http://127.0.0.1:{closed_port()}/calendar/ical/ada%40example.com/{secret}/basic.ics"
-    missing = home / "no-such-dir" / "work.ics"
     # Well after the touchpoint and its grace period: were the calendars readable, this would settle it.
     t2 = at(placed, "end") + timedelta(hours=30)
     feed_of(home).unlink()
@@ -285,8 +304,9 @@ def test_unreadable_sources_are_reported_and_nothing_is_lost(run: Run, home: Pat
     log = as_json(run("log", "list", "--json"))
     assert [(e["connection"], e["note"]) for e in log] == [(GRACE, "call")]
 
-    # No calendar could say whether the touchpoint happened, so it was not written off as missed: once
-    # the calendar is readable again, the copy in it still counts.
+    # The calendar that worked until recently could hold the proof that the touchpoint happened, so it was
+    # not written off as missed: once the calendar is readable again, the copy in it still counts. (The
+    # address that never worked holds nothing back: see test_a_calendar_that_never_worked_...)
     source = write_source(
         home / "ada.ics", copied_event(placed["uid"], at(placed, "start"), at(placed, "end"), placed["title"])
     )

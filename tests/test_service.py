@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -158,8 +160,77 @@ def test_runs_on_postgresql(start: Callable[..., Running], postgres_url: str) ->
         assert store.occurrences(), "the cycle persisted its occurrences in PostgreSQL"
 
 
-def test_kill_9_mid_run_then_restart_has_no_duplicates_and_keeps_the_log(
-    start: Callable[..., Running], workdir: Path
+class SlowCalendar:
+    """A source calendar over HTTP on 127.0.0.1 that can be told to answer slowly, to hold a cycle open."""
+
+    BODY = (
+        b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:standup@test\r\n"
+        b"DTSTAMP:20261101T000000Z\r\nDTSTART:20261124T090000Z\r\nDTEND:20261124T093000Z\r\n"
+        b"SUMMARY:Standup\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+
+    def __init__(self) -> None:
+        self.delay = 0.0
+        self.requests = threading.Event()
+        calendar = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                calendar.requests.set()
+                time.sleep(calendar.delay)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/calendar")
+                self.send_header("Content-Length", str(len(calendar.BODY)))
+                self.end_headers()
+                self.wfile.write(calendar.BODY)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/private/cal.ics"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def slow_calendar() -> Iterator[SlowCalendar]:
+    calendar = SlowCalendar()
+    yield calendar
+    calendar.close()
+
+
+def feed_events(service: Running) -> dict[str, str]:
+    """UID -> DTSTART of the events in the served feed."""
+    events: dict[str, str] = {}
+    uid = ""
+    for line in httpx.get(service.feed_url(), timeout=5).text.splitlines():
+        if line.startswith("UID:"):
+            uid = line[4:]
+        elif line.startswith("DTSTART") and uid:
+            events[uid] = line.split(":", 1)[1]
+    return events
+
+
+def hold_a_cycle_open(service: Running, calendar: SlowCalendar, workdir: Path) -> None:
+    """Make the source slow, then touch the plan: the service re-plans at once and blocks in the fetch."""
+    calendar.delay = 8.0
+    calendar.requests.clear()
+    plan = workdir / "plan.yaml"
+    plan.write_text(plan.read_text() + "\n# edited\n")
+    assert calendar.requests.wait(15), "the re-plan did not start a cycle"
+    time.sleep(0.3)
+
+
+def test_kill_9_mid_cycle_then_restart_has_no_duplicates_and_keeps_the_log(
+    start: Callable[..., Running], workdir: Path, slow_calendar: SlowCalendar
 ) -> None:
     db_url = f"sqlite:///{workdir / 'cb.db'}"
     subprocess.run(
@@ -181,28 +252,39 @@ def test_kill_9_mid_run_then_restart_has_no_duplicates_and_keeps_the_log(
         capture_output=True,
         env={k: v for k, v in os.environ.items() if not k.startswith("CIRCLEBACK")},
     )
-    service = start(db_url)
-    service.wait_for(lambda: feed_ready(service), "the first run")
-    service.proc.send_signal(signal.SIGKILL)
+    extra = f'[ics]\nsources = ["{slow_calendar.url}"]\n'
+    service = start(db_url, extra=extra)
+    service.wait_for(lambda: feed_ready(service), "the first cycle")
+    before = feed_events(service)
+    assert before, "the first cycle published events"
+    hold_a_cycle_open(service, slow_calendar, workdir)
+    service.proc.send_signal(signal.SIGKILL)  # in the middle of a cycle
     service.proc.wait(timeout=10)
-    port = free_port()
-    restarted = start(db_url, port=port)
+
+    slow_calendar.delay = 0.0
+    restarted = start(db_url, extra=extra, port=free_port())
     restarted.wait_for(lambda: feed_ready(restarted), "the restarted service")
-    body = httpx.get(restarted.feed_url(), timeout=5).text
-    uids = [line for line in body.splitlines() if line.startswith("UID:")]
-    assert len(uids) == len(set(uids)), "no duplicate events after kill -9"
+    restarted.wait_for(lambda: "cycle done" in restarted.output(), "a full cycle after the restart")
+    after = feed_events(restarted)
+    assert after == before, "same plan, same log, same calendars: the same events at the same times"
     assert restarted.stop() == 0
     with Store(db_url) as store:
-        log = store.interactions()
-        assert [entry.interaction.connection for entry in log] == ["Grace Hopper"]
+        assert [entry.interaction.connection for entry in store.interactions()] == ["Grace Hopper"]
         keys = [row.key for row in store.occurrences()]
         assert len(keys) == len(set(keys))
 
 
-def test_second_signal_exits_at_once(start: Callable[..., Running]) -> None:
-    service = start()
+def test_sigterm_waits_for_the_job_in_flight_and_a_second_signal_exits_at_once(
+    start: Callable[..., Running], workdir: Path, slow_calendar: SlowCalendar
+) -> None:
+    service = start(extra=f'[ics]\nsources = ["{slow_calendar.url}"]\n')
     service.wait_for(lambda: feed_ready(service), "the service")
-    service.proc.send_signal(signal.SIGINT)
-    service.proc.send_signal(signal.SIGINT)
-    code = service.proc.wait(timeout=10)
-    assert code in (0, 128 + signal.SIGINT)
+    hold_a_cycle_open(service, slow_calendar, workdir)
+    service.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert service.proc.poll() is None, "the first signal lets the job in flight finish"
+    began = time.monotonic()
+    service.proc.send_signal(signal.SIGTERM)
+    assert service.proc.wait(timeout=5) == 128 + signal.SIGTERM
+    assert time.monotonic() - began < 2
+    assert "private" not in service.output(), "the source's secret path is not logged"
