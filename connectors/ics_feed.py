@@ -40,20 +40,27 @@ from icalendar import (
 from connectors.atomic import write_atomic
 from connectors.base import Applied, ConnectorError
 from schedules.model import Plan
-from schedules.occurrence import OccurrenceKind, Revision
+from schedules.occurrence import Occurrence, OccurrenceKind, Revision
 
 PRODID = "-//circleback//circleback feed//EN"
 KEY_PROPERTY = "X-CIRCLEBACK-KEY"
+# The key again, as the description's last line: copying an event into another calendar ("Copy to",
+# drag and drop) gives it a new UID and drops X- properties, but keeps the description, so this is what
+# lets circleback recognise a touchpoint the person moved into their own calendar.
+KEY_MARKER = "circleback-key: "
+KEY_MARKER_RE = re.compile(r"(?m)^circleback-key: ([^\r\n]+?)\s*$")
 ALARM_BEFORE = timedelta(minutes=10)
 DEFAULT_REFRESH = timedelta(hours=1)
 
 __all__ = [
     "ALARM_BEFORE",
     "DEFAULT_REFRESH",
+    "KEY_MARKER",
     "KEY_PROPERTY",
     "PRODID",
     "FeedFile",
     "circleback_key",
+    "published_description",
     "render_feed",
 ]
 
@@ -96,6 +103,12 @@ def render_feed(
         calendar.subcomponents.insert(index, _timezone_component(tzid, _span(ordered, _zone(tzid))))
     data: bytes = calendar.to_ical()
     return data
+
+
+def published_description(occ: Occurrence) -> str:
+    """The description as published: the occurrence's own text, then the key marker line."""
+    body = f"{occ.description}\n\n" if occ.description else ""
+    return f"{body}{KEY_MARKER}{occ.key}"
 
 
 def circleback_key(component: Component) -> str | None:
@@ -215,8 +228,7 @@ def _event(revision: Revision, zone: tzinfo) -> Event:
     event.add("LAST-MODIFIED", revision.last_modified)
     event.add("SEQUENCE", revision.sequence)
     event.add("SUMMARY", _clean_text(occ.title))
-    if occ.description:
-        event.add("DESCRIPTION", _clean_text(occ.description))
+    event.add("DESCRIPTION", _clean_text(published_description(occ)))
     event.add("DTSTART", occ.start.astimezone(zone))
     event.add("DTEND", occ.end.astimezone(zone))
     event.add("TRANSP", "OPAQUE")

@@ -33,6 +33,7 @@ from icalendar.timezone import tzp
 from recurring_ical_events import EventAdapter, Occurrence, Series
 
 from connectors.ics_blocks import Block, lex
+from connectors.ics_feed import KEY_MARKER, KEY_MARKER_RE
 from schedules.events import Attendee, Interval, Observation, PartStat, Snapshot, is_circleback_event
 
 # A series denser than this is a broken or hostile rule; expanding it could take minutes.
@@ -45,7 +46,7 @@ _READ = frozenset(
     {
         "UID", "DTSTART", "DTEND", "DURATION", "RRULE", "RDATE", "EXDATE", "RECURRENCE-ID", "SEQUENCE",
         "SUMMARY", "STATUS", "TRANSP", "ATTENDEE", "ORGANIZER", "X-MICROSOFT-CDO-BUSYSTATUS",
-        "X-CIRCLEBACK-KEY",
+        "X-CIRCLEBACK-KEY", "DESCRIPTION",
     }
 )  # fmt: skip
 _TIMING = frozenset({"DTSTART", "DTEND", "DURATION", "RRULE", "RDATE", "EXDATE", "RECURRENCE-ID"})
@@ -514,6 +515,15 @@ def _int(value: Any) -> int:
     return int(str(value).rstrip("Ll"))  # a leap month ("5L", RFC 7529) counts as its month
 
 
+def _key_in(component: Component) -> str | None:
+    """The key circleback writes as the description's last line: found on copies that lost the rest."""
+    description = _text(component.get("DESCRIPTION"))
+    if KEY_MARKER not in description:
+        return None
+    found = KEY_MARKER_RE.findall(description)
+    return found[-1].strip() if found else None
+
+
 def _details(component: Component) -> _Details:
     start = _when(component, "DTSTART")
     rid = component.get("RECURRENCE-ID")
@@ -524,7 +534,7 @@ def _details(component: Component) -> _Details:
         organizer=_address(component.get("ORGANIZER")),
         cancelled=_text(component.get("STATUS")).strip().upper() == "CANCELLED",
         blocks=_blocks(component, all_day=not isinstance(start, datetime)),
-        circleback_key=_text(component.get("X-CIRCLEBACK-KEY")).strip() or None,
+        circleback_key=_text(component.get("X-CIRCLEBACK-KEY")).strip() or _key_in(component),
         recurrence_id=rid.dt if rid is not None else None,
         start=start,
     )

@@ -54,6 +54,7 @@ class GuardedReader:
         clock: Callable[[], datetime],
         base: timedelta = timedelta(minutes=1),
         cap: timedelta = timedelta(hours=1),
+        fresh_for: timedelta = timedelta(0),
         seed: int | None = None,
     ) -> None:
         self.inner = inner
@@ -61,35 +62,72 @@ class GuardedReader:
         self.health = CalendarHealth(inner.name)
         self._clock = clock
         self._base, self._cap = base, cap
+        self._fresh_for = fresh_for
         self._rng = random.Random(seed)
         self._last: Snapshot | None = None
-        self._lock = threading.Lock()
+        self._last_at: datetime | None = None
+        # Held for a whole fetch: the calendar's own job and a cycle never fetch the same calendar twice
+        # at once, and a read waits for a refresh in flight instead of starting another.
+        self._lock = threading.RLock()
+
+    @property
+    def refreshed_at(self) -> datetime | None:
+        return self._last_at if self.health.ok else None
 
     def read(self, window: Interval) -> Snapshot:
-        now = self._clock()
+        """The calendar's data: the last refresh while it is fresh (the service refreshes each calendar
+        in its own job), otherwise a refresh now. Raises ConnectorError only with no copy at all."""
         with self._lock:
-            waiting = self.health.next_attempt_at is not None and now < self.health.next_attempt_at
-        if waiting:
-            return self._fallback(
-                f"backing off after {self.health.failures} failure(s): {self.health.last_error}"
+            now = self._clock()
+            if self._last is not None and self._last_at is not None and now - self._last_at < self._fresh_for:
+                return self._last
+            self.refresh(window)
+            if self._last is None:
+                raise ConnectorError(self.name, self.health.last_error or "no data")
+            return self._last
+
+    def refresh(self, window: Interval) -> bool:
+        """Read the calendar now, unless backing off; True when its data changed. Never raises."""
+        with self._lock:
+            now = self._clock()
+            before = self._last
+            if self.health.next_attempt_at is not None and now < self.health.next_attempt_at:
+                self._keep_last(
+                    f"backing off after {self.health.failures} failure(s): {self.health.last_error}"
+                )
+                return False
+            try:
+                snapshot = self.inner.read(window)
+            except ConnectorError as exc:
+                self._failed(exc.reason, now)
+                self._keep_last(exc.reason)
+                return False
+            if snapshot.stale is not None:
+                # The back end fell back on its own last good copy: usable, but still a failure to retry.
+                self._failed(snapshot.stale, now)
+            else:
+                if self.health.failures:
+                    log.info("calendar %s recovered after %d failure(s)", self.name, self.health.failures)
+                self.health = CalendarHealth(self.name, ok_at=now)
+            self._last, self._last_at = snapshot, now
+            return before is None or (before.busy, before.observations) != (
+                snapshot.busy,
+                snapshot.observations,
             )
-        try:
-            snapshot = self.inner.read(window)
-        except ConnectorError as exc:
-            self._failed(exc.reason, now)
-            return self._fallback(exc.reason)
-        if snapshot.stale is not None:
-            # The back end fell back on its own last good copy: usable, but still a failure to retry.
-            self._failed(snapshot.stale, now)
-            with self._lock:
-                self._last = snapshot
-            return snapshot
-        with self._lock:
-            if self.health.failures:
-                log.info("calendar %s recovered after %d failure(s)", self.name, self.health.failures)
-            self.health = CalendarHealth(self.name, ok_at=now)
-            self._last = snapshot
-        return snapshot
+
+    def _keep_last(self, reason: str) -> None:
+        if self._last is None:
+            return
+        self._last = Snapshot(
+            busy=self._last.busy,
+            observations=self._last.observations,
+            warnings=(
+                *[w for w in self._last.warnings if "using the last good copy" not in w],
+                f"{self.name}: using the last good copy ({reason})",
+            ),
+            stale=reason,
+        )
+        self._last_at = self._clock()
 
     def _failed(self, reason: str, now: datetime) -> None:
         with self._lock:
@@ -103,14 +141,4 @@ class GuardedReader:
             self.health.failures,
             delay.total_seconds(),
             reason,
-        )
-
-    def _fallback(self, reason: str) -> Snapshot:
-        if self._last is None:
-            raise ConnectorError(self.name, reason)
-        return Snapshot(
-            busy=self._last.busy,
-            observations=self._last.observations,
-            warnings=(*self._last.warnings, f"{self.name}: using the last good copy ({reason})"),
-            stale=reason,
         )

@@ -39,7 +39,13 @@ def choose_format(requested: str, stream: TextIO, environ: dict[str, str] | None
     return "text"
 
 
-def setup_logging(requested_format: str = "auto", level: str = "info", stream: TextIO | None = None) -> str:
+def setup_logging(
+    requested_format: str = "auto",
+    level: str = "info",
+    stream: TextIO | None = None,
+    *,
+    access_log: bool = True,
+) -> str:
     out = stream or sys.stderr
     chosen = choose_format(requested_format, out)
     handler = logging.StreamHandler(out)
@@ -58,4 +64,6 @@ def setup_logging(requested_format: str = "auto", level: str = "info", stream: T
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     # Alembic announces its context on every readiness check.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Feed requests: one line each when asked for; server errors are logged either way.
+    logging.getLogger("circleback.access").setLevel(logging.NOTSET if access_log else logging.WARNING)
     return chosen

@@ -23,13 +23,14 @@ from connectors.ics_feed import render_feed
 from daemon.app import PlanFileError, build_calendars, load_plan
 from daemon.backoff import GuardedReader
 from daemon.config import Settings
-from daemon.cycle import run_cycle
+from daemon.cycle import LOOKBACK, run_cycle
 from daemon.feed_cache import FeedCache
 from daemon.lock import AlreadyRunning, ProcessLock, lock_path_for
 from daemon.logs import setup_logging
 from daemon.notify import Notifier
 from daemon.secret_token import TokenFileError
 from daemon.store import Store, StoreError
+from schedules.events import Interval
 from schedules.model import Plan
 from schedules.plan import PlanInvalid
 
@@ -38,6 +39,8 @@ log = logging.getLogger("circleback.service")
 HEARTBEAT_EVERY = timedelta(seconds=5)
 PLAN_WATCH_EVERY = timedelta(seconds=2)
 STOP_TIMEOUT = 10.0
+# A new calendar is first read by the cycle that configures it; its own job takes over after this.
+CALENDAR_FIRST_RUN = timedelta(seconds=5)
 
 
 def utcnow() -> datetime:
@@ -93,24 +96,73 @@ class Service:
         self.last_cycle_ok: datetime | None = None
         self.last_cycle_error: str | None = None
         self._cycle_lock = threading.Lock()
+        self._readers_lock = threading.Lock()
         self._server: Any = None
         self._lock: ProcessLock | None = None
         self.watch: PlanWatch | None = None
 
     # ------------------------------------------------------------------ jobs
+    def window(self, now: datetime) -> Interval:
+        return Interval(now - LOOKBACK, now + self.settings.horizon)
+
+    def sync_calendar_jobs(self, plan: Plan) -> list[GuardedReader]:
+        """One job per configured calendar: each is fetched on its own schedule and retried with its own
+        backoff, so a failing calendar never delays the others."""
+        with self._readers_lock:
+            known = {r.name: r for r in self.readers}
+            fresh_for = self.settings.sync_every * 2
+            readers = [
+                known.get(r.name) or GuardedReader(r, clock=utcnow, fresh_for=fresh_for)
+                for r in build_calendars(self.settings, plan).readers
+            ]
+            names = {r.name for r in readers}
+            for gone in set(known) - names:
+                if self.scheduler.get_job(f"calendar:{gone}"):
+                    self.scheduler.remove_job(f"calendar:{gone}")
+            for reader in readers:
+                if reader.name not in known:
+                    self.scheduler.add_job(
+                        self.refresh_calendar,
+                        "interval",
+                        args=[reader],
+                        id=f"calendar:{reader.name}",
+                        seconds=self.settings.sync_every.total_seconds(),
+                        jitter=int(self.settings.jitter.total_seconds()) or None,
+                        next_run_time=utcnow() + CALENDAR_FIRST_RUN,
+                    )
+            self.readers = readers
+            return readers
+
+    def refresh_calendar(self, reader: GuardedReader) -> None:
+        last = reader.refreshed_at
+        if last is not None and utcnow() - last < self.settings.sync_every / 2:
+            return  # a cycle has just read it
+        changed = reader.refresh(self.window(utcnow()))
+        retry_at = reader.health.next_attempt_at
+        job = self.scheduler.get_job(f"calendar:{reader.name}")
+        if (
+            retry_at is not None
+            and job is not None
+            and (job.next_run_time is None or retry_at < job.next_run_time)
+        ):
+            # Retry on the backoff schedule rather than waiting for the next regular fetch.
+            job.modify(next_run_time=retry_at)
+        if changed:
+            # New busy time or meetings: re-plan now instead of at the next interval.
+            self.scheduler.modify_job("cycle", next_run_time=utcnow())
+
     def cycle(self) -> None:
         assert self.store is not None and self.watch is not None
         with self._cycle_lock:
             plan = self.watch.plan
             calendars = build_calendars(self.settings, plan)
-            known = {r.name: r for r in self.readers}
-            self.readers = [known.get(r.name) or GuardedReader(r, clock=utcnow) for r in calendars.readers]
+            readers = self.sync_calendar_jobs(plan)
             now = utcnow()
             try:
                 report = run_cycle(
                     plan,
                     self.store,
-                    readers=self.readers,
+                    readers=readers,
                     writers=calendars.writers,
                     now=now,
                     horizon=self.settings.horizon,
@@ -239,7 +291,7 @@ class Service:
 
 
 def run_service(settings: Settings) -> int:
-    setup_logging(settings.log_format, settings.log_level)
+    setup_logging(settings.log_format, settings.log_level, access_log=settings.http_access_log)
     service = Service(settings)
     signals_seen = 0
 

@@ -336,9 +336,11 @@ class AccessLog:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            if access_log.isEnabledFor(logging.INFO):
+            level = logging.WARNING if status >= 500 else logging.INFO
+            if access_log.isEnabledFor(level):
                 client = scope.get("client")
-                access_log.info(
+                access_log.log(
+                    level,
                     '%s "%s %s HTTP/%s" %d %.1fms',
                     client[0] if client else "-",
                     scope["method"],

@@ -335,6 +335,10 @@ class _Checker:
             if not value and not empty_ok:
                 self.at(item, "must not be empty")
                 return None
+            # Names and actions end up in calendar events; control characters would break some readers.
+            if any((ord(ch) < 32 and ch not in "\n\t") or ord(ch) == 127 for ch in value):
+                self.at(item, "contains a control character; remove it")
+                return None
             return value
         if isinstance(node, ScalarNode) and node.tag == _NULL:
             if empty_ok:

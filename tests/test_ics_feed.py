@@ -29,7 +29,7 @@ from ical.calendar_stream import IcsCalendarStream
 
 from connectors.atomic import write_atomic
 from connectors.base import Applied, ConnectorError, Writer
-from connectors.ics_feed import FeedFile, circleback_key, render_feed
+from connectors.ics_feed import FeedFile, circleback_key, published_description, render_feed
 from schedules.cadence import Cadence
 from schedules.model import Owner, Plan, Review, WorkingHours
 from schedules.occurrence import Occurrence, OccurrenceKind, Revision, revise
@@ -125,7 +125,13 @@ Seen = list[tuple[str, str, datetime, datetime, str]]
 
 def expected(revisions: Sequence[Revision]) -> Seen:
     rows = [
-        (r.occurrence.uid, r.occurrence.title, r.occurrence.start, r.occurrence.end, r.occurrence.description)
+        (
+            r.occurrence.uid,
+            r.occurrence.title,
+            r.occurrence.start,
+            r.occurrence.end,
+            published_description(r.occurrence),
+        )
         for r in revisions
     ]
     return sorted(rows, key=lambda row: (row[2], row[0]))
@@ -406,7 +412,10 @@ def test_each_event_has_the_properties_subscribers_rely_on() -> None:
     assert event["CREATED"].dt == T0
     assert event["SEQUENCE"] == 4
     assert event["SUMMARY"] == "Nurture: touchpoint:grace hopper:2025-10"
-    assert event["DESCRIPTION"] == "Next wise action: say hello"
+    assert (
+        event["DESCRIPTION"]
+        == "Next wise action: say hello\n\ncircleback-key: touchpoint:grace hopper:2025-10"
+    )
     assert event["TRANSP"] == "OPAQUE"
     assert event["STATUS"] == "CONFIRMED"
     assert event.categories == ["circleback", "touchpoint"]
@@ -471,7 +480,7 @@ def test_control_characters_are_removed_and_newlines_kept() -> None:
     )
     (event,) = vevents(render_feed([revision(occ)], plan=PLAN))
     assert event["SUMMARY"] == "Nurture: Ada"
-    assert event["DESCRIPTION"] == "one\ntwo\nthree\tfour"
+    assert event["DESCRIPTION"] == "one\ntwo\nthree\tfour\n\ncircleback-key: touchpoint:a:1"
 
 
 # --- stability and change ----------------------------------------------------------------------------
@@ -556,7 +565,7 @@ def test_crlf_and_folding_at_75_octets_on_utf8_boundaries() -> None:
     assert_well_formed_lines(data)
     assert any(line.startswith(b" ") for line in lines(data)), "the long description must fold"
     (event,) = [e for e in vevents(data) if str(e["SUMMARY"]) == "Nurture: Zoë Ångström"]
-    assert event["DESCRIPTION"] == LONG_NOTE
+    assert event["DESCRIPTION"] == f"{LONG_NOTE}\n\ncircleback-key: {circleback_key(event)}"
 
 
 TEXT = st.text(
@@ -597,7 +606,7 @@ def test_any_text_round_trips_in_well_formed_lines(
         for e in vevents(data)
     }
     assert back == {
-        r.occurrence.key: (r.occurrence.title, r.occurrence.description, r.occurrence.start)
+        r.occurrence.key: (r.occurrence.title, published_description(r.occurrence), r.occurrence.start)
         for r in revisions
     }
     assert read_ical(data) == expected(revisions)

@@ -378,6 +378,8 @@ CORPUS: dict[str, tuple[list[str], list[str]]] = {
     "broken_folding.ics": (
         [
             "broken_folding.ics: line 11: event 'wrapped@example.com': "
+            "line 17 is not a content line (broken folding?); joined to the line before",
+            "broken_folding.ics: line 11: event 'wrapped@example.com': "
             "line 19 is not a content line (broken folding?); joined to the line before",
         ],
         ["good-1@example.com", "good-2@example.com", "wrapped@example.com"],
@@ -486,3 +488,22 @@ def test_our_own_touchpoints_are_observed_but_never_block(identity: str) -> None
     snapshot = parse_calendar(calendar(own, other), "work", WINDOW)
     assert spans(snapshot) == [(utc(9, 11), utc(9, 11, 30))]
     assert {o.summary for o in snapshot.observations} == {"Nurture: Grace Hopper", "Standup"}
+
+
+def test_a_copy_with_a_new_uid_is_recognised_by_the_key_in_its_description() -> None:
+    # Google's "Copy to" and a drag into another calendar give a new UID and drop X- properties, but keep
+    # the description, whose last line the feed writes for exactly this.
+    copy = (
+        "UID:7kq2l1s9a0@google.com\nDTSTART:20250109T150000Z\nDTEND:20250109T153000Z\n"
+        "SUMMARY:Nurture: Grace Hopper\n"
+        "DESCRIPTION:Next wise action: send the article\\n\\ncircleback-key: touchpoint:grace hopper:2025-W02"
+    )
+    lookalike = (
+        "UID:other@x\nDTSTART:20250110T150000Z\nDTEND:20250110T153000Z\nSUMMARY:Notes\n"
+        "DESCRIPTION:we talked about circleback-key: rotation"
+    )
+    snapshot = parse_calendar(calendar(copy, lookalike), "work", WINDOW)
+    seen = by_summary(snapshot)
+    assert seen["Nurture: Grace Hopper"].circleback_key == "touchpoint:grace hopper:2025-W02"
+    assert seen["Notes"].circleback_key is None, "the marker only counts at the start of a line"
+    assert spans(snapshot) == [(utc(10, 15), utc(10, 15, 30))], "the copy is ours: it never blocks"

@@ -587,3 +587,9 @@ def test_a_damaged_line_only_ever_raises_plan_invalid(line: int, junk: str) -> N
     lines = BASE.splitlines(keepends=True)
     lines[line] = lines[line][: len(lines[line]) // 2] + junk + "\n"
     _check_never_crashes("".join(lines))
+
+
+def test_control_characters_in_text_are_refused() -> None:
+    issue = only_issue(edit("name: Grace Hopper", 'name: "Grace\\x01Hopper"'))
+    assert issue.field == "connections[0].name"
+    assert issue.message == "contains a control character; remove it"

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -219,14 +220,16 @@ def feed_events(service: Running) -> dict[str, str]:
     return events
 
 
-def hold_a_cycle_open(service: Running, calendar: SlowCalendar, workdir: Path) -> None:
-    """Make the source slow, then touch the plan: the service re-plans at once and blocks in the fetch."""
+def start_with_a_cycle_held_open(
+    start: Callable[..., Running], calendar: SlowCalendar, *args: Any, **kwargs: Any
+) -> Running:
+    """Start a service whose first cycle blocks in fetching a slow source calendar."""
     calendar.delay = 8.0
     calendar.requests.clear()
-    plan = workdir / "plan.yaml"
-    plan.write_text(plan.read_text() + "\n# edited\n")
-    assert calendar.requests.wait(15), "the re-plan did not start a cycle"
+    service = start(*args, **kwargs)
+    assert calendar.requests.wait(20), f"the first cycle did not start:\n{service.output()}"
     time.sleep(0.3)
+    return service
 
 
 def test_kill_9_mid_cycle_then_restart_has_no_duplicates_and_keeps_the_log(
@@ -257,9 +260,10 @@ def test_kill_9_mid_cycle_then_restart_has_no_duplicates_and_keeps_the_log(
     service.wait_for(lambda: feed_ready(service), "the first cycle")
     before = feed_events(service)
     assert before, "the first cycle published events"
-    hold_a_cycle_open(service, slow_calendar, workdir)
-    service.proc.send_signal(signal.SIGKILL)  # in the middle of a cycle
-    service.proc.wait(timeout=10)
+    assert service.stop() == 0
+    interrupted = start_with_a_cycle_held_open(start, slow_calendar, db_url, extra=extra, port=free_port())
+    interrupted.proc.send_signal(signal.SIGKILL)  # in the middle of a cycle
+    interrupted.proc.wait(timeout=10)
 
     slow_calendar.delay = 0.0
     restarted = start(db_url, extra=extra, port=free_port())
@@ -277,9 +281,9 @@ def test_kill_9_mid_cycle_then_restart_has_no_duplicates_and_keeps_the_log(
 def test_sigterm_waits_for_the_job_in_flight_and_a_second_signal_exits_at_once(
     start: Callable[..., Running], workdir: Path, slow_calendar: SlowCalendar
 ) -> None:
-    service = start(extra=f'[ics]\nsources = ["{slow_calendar.url}"]\n')
-    service.wait_for(lambda: feed_ready(service), "the service")
-    hold_a_cycle_open(service, slow_calendar, workdir)
+    service = start_with_a_cycle_held_open(
+        start, slow_calendar, extra=f'[ics]\nsources = ["{slow_calendar.url}"]\n'
+    )
     service.proc.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     assert service.proc.poll() is None, "the first signal lets the job in flight finish"
@@ -288,3 +292,42 @@ def test_sigterm_waits_for_the_job_in_flight_and_a_second_signal_exits_at_once(
     assert service.proc.wait(timeout=5) == 128 + signal.SIGTERM
     assert time.monotonic() - began < 2
     assert "private" not in service.output(), "the source's secret path is not logged"
+
+
+def test_a_failing_calendar_is_retried_and_reported_while_the_others_go_on(
+    start: Callable[..., Running], workdir: Path, slow_calendar: SlowCalendar
+) -> None:
+    class Failing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    broken = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    threading.Thread(target=broken.serve_forever, daemon=True).start()
+    try:
+        bad_url = f"http://127.0.0.1:{broken.server_address[1]}/secret-path/cal.ics"
+        service = start(extra=f'[ics]\nsources = ["{slow_calendar.url}", "{bad_url}"]\n')
+        service.wait_for(lambda: feed_ready(service), "the feed")
+
+        def calendars() -> dict[str, Any]:
+            details: dict[str, Any] = httpx.get(f"{service.base}/readyz", timeout=5).json()
+            found: dict[str, Any] = details.get("details", details)["calendars"]
+            return found
+
+        service.wait_for(lambda: len(calendars()) == 2, "both calendars in /readyz")
+        health = calendars()
+        bad = next(v for k, v in health.items() if k.startswith("127.0.0.1") and not v["ok"])
+        good = next(v for v in health.values() if v["ok"])
+        assert bad["failures"] >= 1 and "HTTP 500" in bad["last_error"]
+        assert bad["next_attempt"] is not None, "it is retried on a backoff schedule"
+        assert good["last_ok"] is not None, "the healthy calendar goes on"
+        assert b"Nurture: Grace Hopper" in httpx.get(service.feed_url(), timeout=5).content
+        assert service.stop() == 0
+        assert "secret-path" not in service.output()
+    finally:
+        broken.shutdown()
+        broken.server_close()
