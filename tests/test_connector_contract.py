@@ -24,6 +24,7 @@ from typing import ClassVar
 from zoneinfo import ZoneInfo
 
 import pytest
+from builders import connection, london_plan
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from icalendar import Calendar, Event
@@ -34,9 +35,8 @@ from connectors.ics_feed import FeedFile
 from connectors.ics_source import IcsSource
 from connectors.memory import MemoryCalendar, MemoryEvent, shared_calendar
 from connectors.registry import make_reader, make_writer
-from schedules.cadence import parse_cadence
 from schedules.events import Attendee, Interval, Observation, PartStat, Snapshot
-from schedules.model import Connection, ConnectionKind, Owner, Plan, Review, Stage, WorkingHours
+from schedules.model import Connection
 from schedules.occurrence import (
     Occurrence,
     OccurrenceKind,
@@ -51,40 +51,26 @@ from schedules.slots import Occupancy
 LONDON = ZoneInfo("Europe/London")
 OWNER = "ada@example.com"
 
-GRACE = Connection(
-    name="Grace Hopper",
-    kind=ConnectionKind.PERSON,
-    stage=Stage.NURTURE,
-    every=parse_cadence("2 weeks"),
-    duration=timedelta(minutes=30),
-    next_action="Send her the compiler article",
-    email="grace@example.com",
-)
-WITL = Connection(
-    name="Women in Tech, London",  # a comma in the name, so in the key: TEXT escaping must round-trip
-    kind=ConnectionKind.GROUP,
-    stage=Stage.FIND,
-    every=parse_cadence("month"),
-    duration=timedelta(hours=1),
+GRACE = connection("Grace Hopper", next_action="Send her the compiler article", email="grace@example.com")
+# A comma in the name, so in the key: TEXT escaping must round-trip.
+WITL = connection(
+    "Women in Tech, London",
+    group=True,
+    stage="find",
+    every="month",
+    duration="1h",
     next_action="Attend the next meetup",
     target=True,
 )
-ZOE = Connection(
-    name="Zoë Ångström",
-    kind=ConnectionKind.PERSON,
-    stage=Stage.ELEVATE,
-    every=parse_cadence("month"),
-    duration=timedelta(minutes=30),
+ZOE = connection(
+    "Zoë Ångström",
+    stage="elevate",
+    every="month",
     next_action="Ask about the Göteborg team",
     email="zoe@example.com",
 )
-PLAN = Plan(
-    owner=Owner("Ada Lovelace", OWNER),
-    timezone="Europe/London",
-    mindset="Relationships are the currency of leadership.",
-    working_hours=WorkingHours(frozenset(range(5)), time(9), time(17, 30)),
-    review=Review(parse_cadence("month"), timedelta(minutes=30)),
-    connections=(GRACE, WITL, ZOE),
+PLAN = london_plan(
+    GRACE, WITL, ZOE, mindset="Relationships are the currency of leadership.", kickoff=True, owner_email=OWNER
 )
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)  # when the revisions below were first made

@@ -8,11 +8,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from builders import connection, london_plan
 
 from schedules.cadence import parse_cadence
 from schedules.describe import ago, review_description, touchpoint_description, touchpoint_title
 from schedules.events import Interaction, Interval
-from schedules.model import Connection, ConnectionKind, Owner, Plan, Review, Stage, WorkingHours
+from schedules.model import Connection, Plan, Review, WorkingHours
 from schedules.occurrence import Occurrence, OccurrenceKind
 from schedules.planner import due_dates, plan_occurrences
 
@@ -22,41 +23,29 @@ MONDAY = date(2026, 11, 23)  # "today"; London is on GMT, so local clock times e
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 QUARTER_YEAR = timedelta(weeks=13)
 
-GRACE = Connection(
-    name="Grace Hopper",
-    kind=ConnectionKind.PERSON,
-    stage=Stage.NURTURE,
-    every=parse_cadence("2 weeks"),
-    duration=timedelta(minutes=30),
+GRACE = connection(
+    "Grace Hopper",
     next_action="Send her the compiler article she asked about",
     email="grace@example.com",
 )
-WITL = Connection(
-    name="Women in Tech London",
-    kind=ConnectionKind.GROUP,
-    stage=Stage.FIND,
-    every=parse_cadence("month"),
-    duration=timedelta(hours=1),
+WITL = connection(
+    "Women in Tech London",
+    group=True,
+    stage="find",
+    every="month",
+    duration="1h",
     next_action="Attend the next meetup and meet two organisers",
     target=True,
 )
-ALAN = Connection(
-    name="Alan Turing",
-    kind=ConnectionKind.PERSON,
-    stage=Stage.ELEVATE,
-    every=parse_cadence("week"),
-    duration=timedelta(minutes=45),
+ALAN = connection(
+    "Alan Turing",
+    stage="elevate",
+    every="week",
+    duration="45m",
     next_action="Ask him to sponsor the Manchester bid",
     notes="Runs at lunchtime; cares about morphogenesis",
 )
-ADA = Plan(
-    owner=Owner("Ada Lovelace", "ada@example.com"),
-    timezone="Europe/London",
-    mindset=MINDSET,
-    working_hours=WorkingHours(frozenset(range(5)), time(9), time(17, 30)),
-    review=Review(parse_cadence("month"), timedelta(minutes=30), kickoff=True),
-    connections=(GRACE, WITL),
-)
+ADA = london_plan(GRACE, WITL, mindset=MINDSET)
 
 
 def plan_with(

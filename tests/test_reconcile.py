@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from builders import connection, london_plan
 
-from schedules.cadence import parse_cadence
 from schedules.events import Attendee, Interaction, InteractionKind, Observation, PartStat
-from schedules.model import Connection, ConnectionKind, Owner, Plan, Review, Stage, WorkingHours
 from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus, occurrence_uid
 from schedules.reconcile import (
     NewEntry,
@@ -23,44 +22,32 @@ from schedules.reconcile import (
 NOTE = "Her husband is unwell; do not mention the merger"
 DESCRIPTION_SECRET = "Context: she asked about the compiler article"
 
-GRACE = Connection(
-    name="Grace Hopper",
-    kind=ConnectionKind.PERSON,
-    stage=Stage.NURTURE,
-    every=parse_cadence("2 weeks"),
-    duration=timedelta(minutes=30),
+GRACE = connection(
+    "Grace Hopper",
     next_action="Send her the compiler article",
     email="grace@example.com",
     emails=("g.hopper@navy.example",),
     notes=NOTE,
 )
-ALAN = Connection(
-    name="Alan Turing",
-    kind=ConnectionKind.PERSON,
-    stage=Stage.ELEVATE,
-    every=parse_cadence("month"),
-    duration=timedelta(hours=1),
+ALAN = connection(
+    "Alan Turing",
+    stage="elevate",
+    every="month",
+    duration="1h",
     next_action="Ask about the Manchester job",
     email="alan@example.com",
 )
-WITL = Connection(
-    name="Women in Tech London",
-    kind=ConnectionKind.GROUP,
-    stage=Stage.FIND,
-    every=parse_cadence("month"),
-    duration=timedelta(hours=1),
+WITL = connection(
+    "Women in Tech London",
+    group=True,
+    stage="find",
+    every="month",
+    duration="1h",
     next_action="Attend the next meetup",
     target=True,
     keywords=("witl", "c++"),
 )
-PLAN = Plan(
-    owner=Owner("Ada Lovelace", "ada@example.com"),
-    timezone="Europe/London",
-    mindset="Relationships are the currency of leadership.",
-    working_hours=WorkingHours(frozenset(range(5)), time(9), time(17, 30)),
-    review=Review(parse_cadence("month"), timedelta(minutes=30)),
-    connections=(GRACE, ALAN, WITL),
-)
+PLAN = london_plan(GRACE, ALAN, WITL, mindset="Relationships are the currency of leadership.")
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 TUE_10 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # London is on UTC in November

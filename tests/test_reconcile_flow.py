@@ -4,18 +4,17 @@ calendar rewritten between runs, with `--now` moving time forward. Nothing is mo
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import socket
 import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_runner import run_cli
 from icalendar import Calendar
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -44,30 +43,8 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def run(home: Path) -> Run:
-    env = {
-        **os.environ,
-        "XDG_CONFIG_HOME": str(home / "config"),
-        "XDG_DATA_HOME": str(home / "data"),
-        "XDG_STATE_HOME": str(home / "state"),
-    }
-    for name in [k for k in env if k.startswith("CIRCLEBACK_")]:
-        del env[name]
-
     def _run(*args: str, now: datetime | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        when = ["--now", now.isoformat()] if now is not None else []
-        proc = subprocess.run(
-            [sys.executable, "-m", "daemon.cli", *args, *when],
-            env=env,
-            cwd=home,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(
-                f"{args}: exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-            )
-        return proc
+        return run_cli(home, *args, now=now, check=check)
 
     return _run
 

@@ -1,0 +1,38 @@
+"""Run the real `circleback` command as a subprocess in a private XDG home, as a person would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+
+def xdg_env(home: Path) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(home / "config"),
+        "XDG_DATA_HOME": str(home / "data"),
+        "XDG_STATE_HOME": str(home / "state"),
+    }
+    return {k: v for k, v in env.items() if not k.startswith("CIRCLEBACK_")}
+
+
+def run_cli(
+    home: Path, *args: str, now: datetime | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    when = ["--now", now.isoformat()] if now is not None else []
+    proc = subprocess.run(
+        [sys.executable, "-m", "daemon.cli", *args, *when],
+        env=xdg_env(home),
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{args}: exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
+    return proc
