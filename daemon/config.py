@@ -132,14 +132,14 @@ def _check_unknown_keys(data: Mapping[str, Any], where: str) -> None:
     known_top = {p[0] for p, _, _ in _SCHEMA.values() if len(p) == 1} | _SECTIONS
     for key, value in data.items():
         if key not in known_top:
-            raise ConfigError(f"{where}: unknown key {key!r}")
+            raise ConfigError(f"{where}: unknown key '{key}'")
         if key in _SECTIONS:
             if not isinstance(value, Mapping):
                 raise ConfigError(f"{where}: [{key}] must be a table")
             known = {p[1] for p, _, _ in _SCHEMA.values() if len(p) == 2 and p[0] == key}
             for sub in value:
                 if sub not in known:
-                    raise ConfigError(f"{where}: unknown key {key}.{sub!r}")
+                    raise ConfigError(f"{where}: unknown key '{key}.{sub}'")
 
 
 def _convert(kind: str, value: Any, where: str, base: Path | None) -> Any:

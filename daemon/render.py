@@ -14,7 +14,7 @@ from sqlalchemy.exc import ArgumentError
 from connectors.fetch import redact
 from daemon.config import Settings
 from schedules.events import Interaction
-from schedules.model import Plan
+from schedules.model import REVIEW_LOG_NAME, Plan
 from schedules.occurrence import Occurrence
 
 
@@ -55,7 +55,7 @@ def agenda_text(items: Sequence[Occurrence], zone: ZoneInfo, first: date, days: 
 def interaction_line(entry: Interaction, zone: ZoneInfo) -> str:
     note = f" — {entry.note}" if entry.note else ""
     when = _local(entry.at, zone)
-    who = "self-review" if entry.connection == "@review" else entry.connection
+    who = "self-review" if entry.connection == REVIEW_LOG_NAME else entry.connection
     return f"{when:%Y-%m-%d %H:%M}  {who}  {entry.kind.value}  [{entry.source}]{note}"
 
 
@@ -191,7 +191,8 @@ def cycle_summary(report: Any, plan: Plan, *, dry_run: bool) -> str:
     if report.new_entries:
         lines.append(f"{'would log' if dry_run else 'logged'} {report.new_entries} interaction(s)")
     if report.removed:
-        lines.append(f"removed {len(report.removed)} event(s) that left the plan")
+        verb = "would remove" if dry_run else "removed"
+        lines.append(f"{verb} {len(report.removed)} event(s) that left the plan")
     for occ in upcoming[:5]:
         lines.append(f"  {_local(occ.start, zone):%a %d %b %H:%M}  {occ.title}")
     return "\n".join(lines)

@@ -175,7 +175,7 @@ class Service:
             data = render_feed(
                 report.published, plan=plan, name=self.settings.feed_name, refresh=self.settings.feed_refresh
             )
-            changed = self.cache.update(data, now)
+            changed = self.cache.update(data, self._changed_at(data, now))
             self.last_cycle_ok, self.last_cycle_error = now, None
             log.info(
                 "cycle done: %d upcoming, %d logged, %d removed, %d calendar fault(s), feed %s",
@@ -188,6 +188,19 @@ class Service:
             for warning in report.warnings:
                 log.warning("%s", warning)
             self.notifier.status(f"last cycle {now:%H:%M:%S}Z; {len(report.upcoming)} upcoming")
+
+    def _changed_at(self, data: bytes, now: datetime) -> datetime:
+        """When the feed's bytes last changed. After a restart the served bytes are usually those of the
+        feed file (rewritten only when they change), so its mtime keeps Last-Modified stable and clients'
+        If-Modified-Since copies stay valid."""
+        if self.cache.snapshot() is None:
+            try:
+                path = self.settings.feed_path
+                if path.read_bytes() == data:
+                    return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+            except OSError:
+                pass
+        return now
 
     def watch_plan(self) -> None:
         assert self.watch is not None

@@ -46,10 +46,10 @@ from daemon.dbtypes import (
     table_of,
 )
 from schedules.events import Interaction, InteractionKind, require_utc
-from schedules.model import Plan
+from schedules.model import REVIEW_LOG_NAME, Plan
 from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus, Revision
 
-REVIEW_CONNECTION: Final = "@review"
+REVIEW_CONNECTION: Final = REVIEW_LOG_NAME
 OPEN_STATUSES: Final = (OccurrenceStatus.PLANNED, OccurrenceStatus.PLACED)
 MIGRATIONS_DIR: Final = Path(__file__).resolve().with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS: Final = 10_000

@@ -10,6 +10,8 @@ from schedules.cadence import Cadence
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_CONNECTIONS = 5
+# The log's name for self-reviews (`circleback review done`); '@' cannot start a connection's name.
+REVIEW_LOG_NAME = "@review"
 
 
 class Stage(StrEnum):

@@ -525,6 +525,10 @@ class _Checker:
         if fields is None:
             return entry
         name = self.text(fields["name"]) if "name" in fields else None
+        if name is not None and name.startswith("@"):
+            # '@review' and the like are the log's own names (`circleback review done`).
+            self.at(fields["name"], "must not start with '@'")
+            name = None
         if name is not None:
             entry.name = (name, fields["name"])
         given = _given(fields, "kind")

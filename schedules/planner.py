@@ -18,11 +18,11 @@ from zoneinfo import ZoneInfo
 from schedules.cadence import Cadence
 from schedules.describe import review_description, review_title, touchpoint_description, touchpoint_title
 from schedules.events import Interaction, Interval, require_utc
-from schedules.model import Connection, Plan, WorkingHours
+from schedules.model import REVIEW_LOG_NAME, Connection, Plan, WorkingHours
 from schedules.occurrence import Occurrence, OccurrenceKind
 from schedules.slots import Slots, floor_to_quarter, local_date
 
-REVIEWS = "@review"  # first_due's key for the review rhythm (not a connection name: '@' is reserved)
+REVIEWS = REVIEW_LOG_NAME  # first_due's key for the review rhythm
 KICKOFF_KEY = "review:kickoff"
 KICKOFF_DURATION = timedelta(minutes=30)
 
@@ -204,8 +204,9 @@ def _review_demands(
 
 
 def _keep(demand: Demand, previous: Occurrence | None, slots: Slots) -> Interval | None:
-    """The previous slot, if it still suits: in the future, not before the due date, and free."""
-    if previous is None or local_date(previous.start, slots.zone) < demand.due:
+    """The previous slot, if it still suits: due the same day as before (a new real meeting or review
+    moves the rhythm, and then the slot is chosen again), not before the due date, and free."""
+    if previous is None or previous.due != demand.due or local_date(previous.start, slots.zone) < demand.due:
         return None
     slot = Interval(previous.start, previous.start + demand.duration)
     return slot if slots.fits(slot) else None

@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 
 from schedules.cadence import format_duration
 from schedules.events import Interaction, InteractionKind, Observation, PartStat, require_utc
-from schedules.model import Connection, ConnectionKind, Plan
+from schedules.model import REVIEW_LOG_NAME, Connection, ConnectionKind, Plan
 from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus, occurrence_uid
 
 TOUCHPOINT_PREFIX = "touchpoint:"
@@ -387,10 +387,12 @@ def _settle_after_grace(
     run: _Run, occ: Occurrence, group: Sequence[Observation], history: Sequence[Interaction], grace: timedelta
 ) -> None:
     """Rule 3: no copy of it was seen. A logged interaction near its time completes it; else it was missed."""
-    if occ.kind == OccurrenceKind.TOUCHPOINT and occ.connection:
-        connection = run.plan.connection(occ.connection)
-        half = timedelta(days=connection.every.approx_days() / 2) if connection else timedelta(0)
-        name = occ.connection.casefold()
+    if (occ.kind == OccurrenceKind.TOUCHPOINT and occ.connection) or occ.kind == OccurrenceKind.REVIEW:
+        connection = run.plan.connection(occ.connection) if occ.connection else None
+        every = connection.every if connection else run.plan.review.every
+        half = timedelta(days=every.approx_days() / 2)
+        # A review done is logged under the reserved name '@review' (`circleback review done`).
+        name = occ.connection.casefold() if occ.connection else REVIEW_LOG_NAME
         near = [i for i in history if i.connection.casefold() == name and occ.start - half <= i.at <= run.now]
         if near:
             best = min(near, key=lambda i: (abs(i.at - occ.start), i.at, i.source, i.event_uid or ""))

@@ -220,3 +220,21 @@ def test_a_failing_calendar_shows_in_status_and_dry_runs_write_nothing(
     assert "no such file" in calendar["last_error"]
     text = run("status", "--plan", str(plan), "--now", NOW, "--source", str(missing)).stdout
     assert "calendar gone.ics: failing (1x)" in text
+
+
+def test_review_done_moves_the_review_rhythm_even_after_reviews_were_placed(run: Run, plan: Path) -> None:
+    run("sync", "--plan", str(plan), "--now", NOW)
+    placed = json.loads(run("agenda", "--plan", str(plan), "--now", NOW, "--days", "60", "--json").stdout)
+    assert any(item["title"] == "Review: relationship plan (kickoff)" for item in placed)
+    done = run("review", "done", "--on", "2026-11-10", "--plan", str(plan), "--now", NOW)
+    assert "recorded self-review #1 on 2026-11-10" in done.stdout
+    run("sync", "--plan", str(plan), "--now", NOW)
+    after = json.loads(run("agenda", "--plan", str(plan), "--now", NOW, "--days", "60", "--json").stdout)
+    reviews = [item for item in after if item["kind"] == "review" and item["key"] != "review:kickoff"]
+    assert [r["due"] for r in reviews] == ["2026-12-10", "2027-01-10"], "a month after the review done"
+    assert all(r["start"][:10] >= r["due"] for r in reviews)
+    # The kickoff block already under way (it started at NOW) stays until its verdict; none is planned anew.
+    kickoffs = [item for item in after if item["key"].startswith("review:kickoff")]
+    assert all(item["start"] <= NOW.replace("+00:00", "Z").replace("Z", "+00:00") for item in kickoffs)
+    listed = run("log", "list", "--plan", str(plan)).stdout
+    assert "self-review" in listed

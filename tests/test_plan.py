@@ -593,3 +593,8 @@ def test_control_characters_in_text_are_refused() -> None:
     issue = only_issue(edit("name: Grace Hopper", 'name: "Grace\\x01Hopper"'))
     assert issue.field == "connections[0].name"
     assert issue.message == "contains a control character; remove it"
+
+
+def test_names_starting_with_at_are_reserved_for_the_log() -> None:
+    issue = only_issue(edit("name: Grace Hopper", 'name: "@review"'))
+    assert (issue.field, issue.message) == ("connections[0].name", "must not start with '@'")

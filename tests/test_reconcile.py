@@ -616,3 +616,10 @@ def test_a_withdrawn_entry_is_never_logged_again_and_proves_nothing() -> None:
     assert out.entries == ()
     # Without the undone entry as evidence, and the meeting itself withdrawn, the touchpoint was missed.
     assert out.statuses[GRACE_KEY].status == OccurrenceStatus.MISSED
+
+
+def test_a_review_logged_by_hand_completes_the_review_block() -> None:
+    done = Interaction("@review", at(24, 16), source="manual")
+    out = run([review()], interactions=[done])
+    assert out.statuses == {"review:2026-11": StatusChange(OccurrenceStatus.COMPLETED, at(24, 16), None)}
+    assert out.entries == ()
