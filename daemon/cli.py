@@ -25,6 +25,7 @@ from daemon.errors import BadInput
 from daemon.secret_token import TokenFileError
 from daemon.store import REVIEW_CONNECTION, DatabaseURLError, StoreError
 from schedules.events import Interaction, InteractionKind
+from schedules.occurrence import OccurrenceStatus
 from schedules.plan import PlanInvalid
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
@@ -127,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     done.add_argument("--on", dest="on", metavar="DATE", help="YYYY-MM-DD or YYYY-MM-DDTHH:MM (default: now)")
     done.add_argument("--note", default="", help="what you decided to change")
+
+    skip = command("skip", "skip one planned touchpoint or review (the next one is planned as usual)")
+    skip.add_argument("occurrence", metavar="KEY_OR_UID", help="as shown by `circleback agenda --json`")
 
     status = command("status", "per connection: last interaction, next due, overdue; calendar health")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -337,6 +341,28 @@ def cmd_review_done(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_skip(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    plan = load_plan(settings.plan)
+    now = _now_from(args)
+    with open_store(settings) as store:
+        rows = store.occurrences((OccurrenceStatus.PLANNED, OccurrenceStatus.PLACED))
+        row = next((r for r in rows if args.occurrence in (r.key, r.revision.occurrence.uid)), None)
+        if row is None:
+            raise BadInput(
+                f"no planned occurrence {args.occurrence!r} (see the keys in `circleback agenda --json`)"
+            )
+        store.save_cycle(
+            revisions=(),
+            removed=(),
+            statuses={row.key: (OccurrenceStatus.SKIPPED, now, None)},
+            interactions=(),
+        )
+    when = row.revision.occurrence.start.astimezone(ZoneInfo(plan.timezone))
+    print(f"skipped {row.revision.occurrence.title} on {when:%a %d %b %H:%M}; the next sync removes it")
+    return EXIT_OK
+
+
 def cmd_log_list(args: argparse.Namespace) -> int:
     settings = _settings(args)
     plan = load_plan(settings.plan)
@@ -427,6 +453,7 @@ HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("log", "list"): cmd_log_list,
     ("log", "undo"): cmd_log_undo,
     ("review", "done"): cmd_review_done,
+    ("skip", None): cmd_skip,
     ("status", None): cmd_status,
     ("config", None): cmd_config,
     ("run", None): cmd_run,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -115,16 +115,21 @@ def base_key(key: str) -> str:
     return key.split("#", 1)[0]
 
 
-def _fresh_identities(desired: list[Occurrence], *, closed: set[str], pending: set[str]) -> list[Occurrence]:
+def _fresh_identities(
+    desired: list[Occurrence], *, closed: set[str], pending: set[str], skipped: Set[str] = frozenset()
+) -> list[Occurrence]:
     """Give each desired occurrence a key no settled occurrence has.
 
     A due period whose occurrence was completed or missed needs a fresh identity for the next attempt
     (`key#2`, `key#3`...), or the history row would be overwritten; a period whose occurrence has just
-    passed and is awaiting its verdict is already represented, so it is not planned again. The suffix is
+    passed and is awaiting its verdict is already represented, so it is not planned again, and neither is
+    a period the person chose to skip. The suffix is
     deterministic, so the same inputs still give the same ids.
     """
     out = []
     for occ in desired:
+        if occ.key in skipped:
+            continue
         key, attempt = occ.key, 1
         while key in closed:
             attempt += 1
@@ -221,7 +226,11 @@ def run_cycle(
     # Keys settled in this very cycle are closed too: the replacement of a touchpoint missed just now has
     # the same due period, and reusing its key would overwrite the history row.
     settled_now = set(outcomes.statuses)
-    desired = _fresh_identities(desired, closed=closed_keys | settled_now, pending=pending_keys)
+    # A period the person chose to skip is not planned again; the rhythm goes on from the next one.
+    skipped = {base_key(row.key) for row in stored if row.status is OccurrenceStatus.SKIPPED}
+    desired = _fresh_identities(
+        desired, closed=closed_keys | settled_now, pending=pending_keys, skipped=skipped
+    )
     revisions = revise({row.revision.occurrence.key: row.revision for row in open_rows}, desired, now)
 
     desired_keys = {r.occurrence.key for r in revisions}

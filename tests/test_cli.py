@@ -238,3 +238,20 @@ def test_review_done_moves_the_review_rhythm_even_after_reviews_were_placed(run:
     assert all(item["start"] <= NOW.replace("+00:00", "Z").replace("Z", "+00:00") for item in kickoffs)
     listed = run("log", "list", "--plan", str(plan)).stdout
     assert "self-review" in listed
+
+
+def test_skip_removes_one_touchpoint_and_the_rhythm_goes_on(run: Run, plan: Path) -> None:
+    run("sync", "--plan", str(plan), "--now", NOW)
+    before = json.loads(run("agenda", "--plan", str(plan), "--now", NOW, "--days", "60", "--json").stdout)
+    grace = [item for item in before if item["connection"] == "Grace Hopper"]
+    first = grace[0]
+    done = run("skip", first["uid"], "--plan", str(plan), "--now", NOW)
+    assert done.stdout.startswith("skipped Nurture: Grace Hopper")
+    run("sync", "--plan", str(plan), "--now", NOW)
+    after = json.loads(run("agenda", "--plan", str(plan), "--now", NOW, "--days", "60", "--json").stdout)
+    grace_after = [item for item in after if item["connection"] == "Grace Hopper"]
+    assert first["uid"] not in {item["uid"] for item in after}
+    assert not any(item["key"].startswith(first["key"]) for item in grace_after), "no replacement for it"
+    assert [item["uid"] for item in grace_after] == [item["uid"] for item in grace[1:]], "the rest stay put"
+    unknown = run("skip", "touchpoint:nobody:2026-W01", "--plan", str(plan), check=False)
+    assert unknown.returncode == 2 and "no planned occurrence" in unknown.stderr
