@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from connectors.base import Reader
 from connectors.ics_feed import render_feed
 from daemon.app import PlanFileError, build_calendars, load_plan
 from daemon.backoff import GuardedReader
@@ -105,15 +107,14 @@ class Service:
     def window(self, now: datetime) -> Interval:
         return Interval(now - LOOKBACK, now + self.settings.horizon)
 
-    def sync_calendar_jobs(self, plan: Plan) -> list[GuardedReader]:
+    def sync_calendar_jobs(self, configured: Sequence[Reader]) -> list[GuardedReader]:
         """One job per configured calendar: each is fetched on its own schedule and retried with its own
         backoff, so a failing calendar never delays the others."""
         with self._readers_lock:
             known = {r.name: r for r in self.readers}
             fresh_for = self.settings.sync_every * 2
             readers = [
-                known.get(r.name) or GuardedReader(r, clock=utcnow, fresh_for=fresh_for)
-                for r in build_calendars(self.settings, plan).readers
+                known.get(r.name) or GuardedReader(r, clock=utcnow, fresh_for=fresh_for) for r in configured
             ]
             names = {r.name for r in readers}
             for gone in set(known) - names:
@@ -156,7 +157,7 @@ class Service:
         with self._cycle_lock:
             plan = self.watch.plan
             calendars = build_calendars(self.settings, plan)
-            readers = self.sync_calendar_jobs(plan)
+            readers = self.sync_calendar_jobs(calendars.readers)
             now = utcnow()
             try:
                 report = run_cycle(
