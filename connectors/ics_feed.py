@@ -236,7 +236,8 @@ def _event(revision: Revision, zone: tzinfo) -> Event:
     event.add("CATEGORIES", ["circleback", occ.kind.value])
     # VALUE=TEXT makes readers (icalendar among them) unescape the key instead of handing back raw bytes.
     event.add(KEY_PROPERTY, vText(occ.key), parameters={"VALUE": "TEXT"})
-    if occ.kind is OccurrenceKind.TOUCHPOINT:
+    # Both kinds get a reminder: a review block nobody is reminded of is the first one to be skipped.
+    if occ.kind in (OccurrenceKind.TOUCHPOINT, OccurrenceKind.REVIEW):
         alarm = Alarm()
         alarm.add("ACTION", "DISPLAY")
         alarm.add("TRIGGER", -ALARM_BEFORE)

@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -90,13 +91,17 @@ def _missing_sqlite_file(url: str) -> bool:
 
 
 @contextmanager
-def open_store(settings: Settings, *, read_only: bool = False) -> Iterator[Store]:
+def open_store(
+    settings: Settings, *, read_only: bool = False, now: datetime | None = None
+) -> Iterator[Store]:
     """The store; `read_only` callers (agenda, status, dry runs) must not create a database as a side
-    effect, so a SQLite file that does not exist yet is stood in for by an empty in-memory one."""
+    effect, so a SQLite file that does not exist yet is stood in for by an empty in-memory one. `now`
+    (the CLI's --now) is the store's clock too, so what a command records is stamped with the same time
+    as what it decides."""
     url = settings.database_url
     if read_only and _missing_sqlite_file(url):
         url = "sqlite://"
-    store = Store(url)
+    store = Store(url) if now is None else Store(url, clock=lambda: now)
     try:
         yield store
     finally:

@@ -11,6 +11,7 @@ import logging
 import shutil
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
@@ -20,12 +21,13 @@ from connectors.base import ConnectorError
 from daemon import render
 from daemon.app import PlanFileError, build_calendars, load_plan, open_store
 from daemon.config import ConfigError, Settings, load_settings, toml_key
-from daemon.cycle import NO_VERDICT, run_cycle
+from daemon.cycle import OPEN_STATUSES, run_cycle
 from daemon.errors import BadInput
 from daemon.secret_token import TokenFileError
 from daemon.store import REVIEW_CONNECTION, DatabaseURLError, StoreError
 from schedules.events import Interaction, InteractionKind
-from schedules.occurrence import OccurrenceStatus
+from schedules.model import Plan
+from schedules.occurrence import Occurrence, OccurrenceStatus
 from schedules.plan import PlanInvalid
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
@@ -211,7 +213,7 @@ def _cycle(args: argparse.Namespace, *, dry_run: bool, feed_path: Path | None = 
     plan = load_plan(settings.plan)  # before anything is opened: a broken plan writes nothing
     now = _now_from(args)
     calendars = build_calendars(settings, plan, feed_path=feed_path)
-    with open_store(settings, read_only=dry_run) as store:
+    with open_store(settings, read_only=dry_run, now=now) as store:
         report = run_cycle(
             plan,
             store,
@@ -225,18 +227,37 @@ def _cycle(args: argparse.Namespace, *, dry_run: bool, feed_path: Path | None = 
     _warn(report.warnings)
     for fault in report.faults:
         print(f"error: {fault.calendar}: {fault.reason}", file=sys.stderr)
+    _explain_unread(report.unread)
+    for connection, reason in report.unplaced:
+        print(f"warning: not placed: {connection or 'self-review'}: {reason}", file=sys.stderr)
     return plan, report
+
+
+def _explain_unread(names: Sequence[str]) -> None:
+    for name in names:
+        print(
+            f"error: calendar {name} has no data yet, so nothing new is placed until it can be read "
+            "(what was placed before stays); fix or remove it in [ics] sources (or --source), then run "
+            "`circleback sync`",
+            file=sys.stderr,
+        )
+
+
+def _cycle_status(report: Any) -> int:
+    return EXIT_FAILURE if report.faults or report.unplaced else EXIT_OK
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
     plan, report = _cycle(args, dry_run=args.dry_run)
     print(render.cycle_summary(report, plan, dry_run=args.dry_run))
-    return EXIT_FAILURE if report.faults else EXIT_OK
+    return _cycle_status(report)
 
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     _plan, report = _cycle(args, dry_run=args.dry_run)
     lines = list(report.outcomes.explain) if report.outcomes else []
+    if args.dry_run:
+        lines = [render.as_dry_run(line) for line in lines]
     verb = "would log" if args.dry_run else "logged"
     if lines:
         print("\n".join(lines))
@@ -246,20 +267,79 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if report.faults else EXIT_OK
 
 
+@dataclass(frozen=True)
+class _Schedule:
+    """What the last cycle placed (the feed's content), as agenda and status show it."""
+
+    plan: Plan
+    now: datetime
+    upcoming: list[Occurrence]
+    interactions: list[Interaction]
+    reviews_done: list[datetime]
+    calendars: list[Any]
+    problems: list[str]  # calendars that were never read, or are not read yet: the schedule ignores them
+    preview: bool  # nothing was ever placed: `upcoming` is what a sync would place
+
+
+def _schedule(args: argparse.Namespace) -> _Schedule:
+    """The schedule the feed publishes, read from the store without touching any calendar.
+
+    Re-planning here would show a schedule the feed does not have (other calendars, another moment).
+    Only before the first sync, when nothing is placed yet, is a dry-run cycle shown as a preview.
+    """
+    settings = _settings(args)
+    plan = load_plan(settings.plan)
+    now = _now_from(args)
+    names = render.source_names(settings)
+    with open_store(settings, read_only=True) as store:
+        synced = bool(store.connections())
+        rows = store.occurrences(OPEN_STATUSES)
+        interactions = [r.interaction for r in store.interactions()]
+        reviews_done = store.reviews_done()
+        states = {name: store.source_state(name) for name in names}
+    problems: list[str] = []
+    if synced:
+        upcoming = [row.occurrence for row in rows if row.occurrence.end > now]
+        for name, state in states.items():
+            if state is None:
+                problems.append(name)
+                print(f"error: calendar {name} has not been read yet: run `circleback sync`", file=sys.stderr)
+            elif state.ok_at is None:
+                problems.append(name)
+                _explain_unread([name])
+    else:
+        # The preview reads the calendars as `sync --dry-run` does, and reports the same faults.
+        _plan, report = _cycle(args, dry_run=True)
+        upcoming = report.upcoming
+        problems = [fault.calendar for fault in report.faults]
+    return _Schedule(
+        plan,
+        now,
+        sorted(upcoming, key=lambda o: (o.start, o.key)),
+        interactions,
+        reviews_done,
+        [s for s in states.values() if s is not None],
+        problems,
+        preview=not synced,
+    )
+
+
 def cmd_agenda(args: argparse.Namespace) -> int:
-    plan, report = _cycle(args, dry_run=True)
-    zone = ZoneInfo(plan.timezone)
-    first = args.start or report.now.astimezone(zone).date()
     if args.days < 1:
         raise BadInput("--days: must be at least 1")
+    schedule = _schedule(args)
+    zone = ZoneInfo(schedule.plan.timezone)
+    first = args.start or schedule.now.astimezone(zone).date()
     start = datetime.combine(first, time(0), zone)
     end = datetime.combine(first + timedelta(days=args.days), time(0), zone)
-    items = [o for o in report.upcoming if start <= o.start.astimezone(zone) < end]
+    items = [o for o in schedule.upcoming if start <= o.start.astimezone(zone) < end]
     if args.json:
         _print_json([render.occurrence_json(o, zone) for o in items])
     else:
+        if schedule.preview:
+            print("preview: nothing is placed yet; `circleback sync` places these and writes the feed")
         print(render.agenda_text(items, zone, first, args.days))
-    return EXIT_OK
+    return EXIT_FAILURE if schedule.problems else EXIT_OK
 
 
 def cmd_feed_export(args: argparse.Namespace) -> int:
@@ -267,7 +347,7 @@ def cmd_feed_export(args: argparse.Namespace) -> int:
     if report.faults:
         return EXIT_FAILURE
     print(f"wrote {args.output} ({len(report.published)} events)")
-    return EXIT_OK
+    return _cycle_status(report)
 
 
 def cmd_feed_url(args: argparse.Namespace) -> int:
@@ -318,7 +398,7 @@ def cmd_log_add(args: argparse.Namespace) -> int:
     entry = Interaction(
         connection=connection.name, at=at, kind=InteractionKind(args.kind), note=args.note, source="manual"
     )
-    with open_store(settings) as store:
+    with open_store(settings, now=now) as store:
         entry_id = store.add_interaction(entry)
     print(f"logged #{entry_id}: {render.interaction_line(entry, ZoneInfo(plan.timezone))}")
     return EXIT_OK
@@ -333,7 +413,7 @@ def cmd_review_done(args: argparse.Namespace) -> int:
     if at > now + timedelta(minutes=5):
         raise BadInput(f"--on: {args.on} is in the future; record a review you have done")
     entry = Interaction(connection=REVIEW_CONNECTION, at=at, note=args.note, source="manual")
-    with open_store(settings) as store:
+    with open_store(settings, now=now) as store:
         entry_id = store.add_interaction(entry)
     print(
         f"recorded self-review #{entry_id} on {at.astimezone(zone):%Y-%m-%d}; the next one is planned from it"
@@ -345,7 +425,7 @@ def cmd_skip(args: argparse.Namespace) -> int:
     settings = _settings(args)
     plan = load_plan(settings.plan)
     now = _now_from(args)
-    with open_store(settings) as store:
+    with open_store(settings, now=now) as store:
         rows = store.occurrences((OccurrenceStatus.PLANNED, OccurrenceStatus.PLACED))
         row = next((r for r in rows if args.occurrence in (r.key, r.revision.occurrence.uid)), None)
         if row is None:
@@ -396,31 +476,24 @@ def cmd_log_undo(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    plan = load_plan(settings.plan)
-    now = _now_from(args)
-    calendars = build_calendars(settings, plan)
-    with open_store(settings, read_only=True) as store:
-        # Read-only: plan against what is stored, without fetching calendars. Without them nothing can
-        # be judged missed (a calendar may show it happened); that is the real cycle's call.
-        report = run_cycle(
-            plan,
-            store,
-            readers=[],
-            writers=calendars.writers,
-            now=now,
-            horizon=settings.horizon,
-            grace=NO_VERDICT,
-            dry_run=True,
-        )
-        interactions = [r.interaction for r in store.interactions()]
-        sources = [store.source_state(name) for name in render.source_names(settings)]
-    rows = render.status_rows(plan, interactions, report.upcoming, now)
+    schedule = _schedule(args)
+    plan = schedule.plan
+    rows = render.status_rows(plan, schedule.interactions, schedule.upcoming, schedule.now)
+    review = render.review_status(plan, schedule.reviews_done, schedule.upcoming)
     if args.json:
-        _print_json({"connections": rows, "calendars": [render.source_json(s) for s in sources if s]})
+        _print_json(
+            {
+                "connections": rows,
+                "review": review,
+                "calendars": [render.source_json(s) for s in schedule.calendars],
+                "preview": schedule.preview,
+            }
+        )
     else:
-        print(render.status_text(rows, [s for s in sources if s]))
-    return EXIT_OK
+        if schedule.preview:
+            print("preview: nothing is placed yet; `circleback sync` places it and writes the feed")
+        print(render.status_text(rows, schedule.calendars, review))
+    return EXIT_FAILURE if schedule.problems else EXIT_OK
 
 
 def cmd_config(args: argparse.Namespace) -> int:

@@ -12,11 +12,13 @@ import logging
 from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from connectors.base import ConnectorError, Reader, Writer
 from daemon.store import SourceState, Store, StoredOccurrence
-from schedules.events import Interval, Observation, require_utc
-from schedules.model import Plan
+from schedules.cadence import format_duration
+from schedules.events import Interaction, Interval, Observation, require_utc
+from schedules.model import REVIEW_LOG_NAME, Plan
 from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus, Revision, revise
 from schedules.planner import KICKOFF_KEY, REVIEWS, plan_occurrences
 from schedules.reconcile import Outcomes, TrackedOccurrence, reconcile
@@ -54,6 +56,12 @@ class CycleReport:
     applied_to: list[str] = field(default_factory=list)
     calendar_errors: dict[str, str | None] = field(default_factory=dict)  # None: read fresh and fine
     verdicts_held_back: bool = False
+    # Calendars with no data at all this cycle (never read, no copy): their busy time is unknown, so
+    # nothing new is placed until each has been read once; what was already placed stays.
+    unread: list[str] = field(default_factory=list)
+    # What the plan asks for but could not be placed before the horizon: (connection or None for the
+    # review rhythm, reason).
+    unplaced: list[tuple[str | None, str]] = field(default_factory=list)
 
     @property
     def upcoming(self) -> list[Occurrence]:
@@ -72,6 +80,7 @@ def _read_all(
             # One unreachable calendar must not stop the others; it is reported and retried later.
             report.faults.append(CalendarFault(reader.name, exc.reason))
             report.calendar_errors[reader.name] = exc.reason
+            report.unread.append(reader.name)
             log.warning("calendar %s could not be read: %s", reader.name, exc.reason)
             continue
         report.calendar_errors[reader.name] = snapshot.stale
@@ -140,23 +149,94 @@ def _fresh_identities(
     return out
 
 
-def _first_due(plan: Plan, stored: Sequence[StoredOccurrence]) -> dict[str, date]:
+def _first_due(stored: Sequence[StoredOccurrence], zone: ZoneInfo) -> dict[str, date]:
     """When each never-met connection's first touchpoint became due, and when the review rhythm
     started: remembered so that an occurrence keeps its identity across runs and turns overdue when it
-    is missed, instead of drifting one cadence ahead of every run."""
+    is missed, instead of drifting one cadence ahead of every run.
+
+    The review rhythm starts on the day the plan first asked for a review: the kickoff's due date, or
+    else the day the first review block was planned. It is never worked back from a review's due date,
+    because that depends on the cadence, which the person may have changed since.
+    """
     first: dict[str, date] = {}
     for row in stored:
         occ = row.revision.occurrence
         if occ.kind is OccurrenceKind.TOUCHPOINT and occ.connection:
             name, start = occ.connection.casefold(), occ.due
         elif occ.kind is OccurrenceKind.REVIEW:
-            # The kickoff is due the day the rhythm starts; a regular review one cadence after it.
             kickoff = base_key(occ.key) == KICKOFF_KEY
-            name, start = REVIEWS, occ.due if kickoff else plan.review.every.add(occ.due, -1)
+            name, start = REVIEWS, occ.due if kickoff else row.revision.created.astimezone(zone).date()
         else:
             continue
         first[name] = min(first.get(name, start), start)
     return first
+
+
+def _skips_in_force(
+    stored: Sequence[StoredOccurrence], log: Sequence[tuple[Interaction, datetime]]
+) -> set[str]:
+    """The due periods the person chose to skip, while the rhythm they were skipped in still holds.
+
+    `log` holds every entry that counts (reviews done under the log's review name) with the time it was
+    recorded. A skip is about one occurrence of the rhythm as it stood: once an entry recorded after the
+    skip moves the chain's last meeting, the rhythm restarts from there, and a period with the same label
+    is a new touchpoint, not the skipped one. Skipping must never move the rhythm.
+    """
+    by_chain: dict[str, list[tuple[datetime, datetime]]] = {}
+    for entry, recorded in log:
+        by_chain.setdefault(entry.connection.casefold(), []).append((entry.at, recorded))
+    skipped: set[str] = set()
+    for row in stored:
+        if row.status is not OccurrenceStatus.SKIPPED:
+            continue
+        occ = row.revision.occurrence
+        chain = REVIEW_LOG_NAME if occ.kind is OccurrenceKind.REVIEW else (occ.connection or "").casefold()
+        entries = by_chain.get(chain, [])
+        skipped_at = row.completed_at
+        if skipped_at is None:
+            skipped.add(base_key(occ.key))
+            continue
+        last_then = max((at for at, recorded in entries if recorded < skipped_at), default=None)
+        if max((at for at, _ in entries), default=None) == last_then:
+            skipped.add(base_key(occ.key))
+    return skipped
+
+
+def _as_it_happened(revision: Revision, at: datetime | None) -> Revision:
+    """A completed occurrence as it really happened: a touchpoint moved in the person's calendar (or
+    done as a call at another time) shows in the feed when it took place, not where it was planned.
+    Derived from stored values only, so every cycle publishes the same bytes for it."""
+    occ = revision.occurrence
+    if at is None or at == occ.start:
+        return revision
+    moved = dataclasses.replace(occ, start=at, end=at + (occ.end - occ.start))
+    return dataclasses.replace(
+        revision,
+        occurrence=moved,
+        sequence=revision.sequence + 1,
+        # `at` is never in the future (it was seen or logged), so LAST-MODIFIED never runs ahead of now.
+        last_modified=max(revision.last_modified, at),
+    )
+
+
+def _unplaced(
+    plan: Plan, placed: Sequence[Occurrence], pending: Sequence[Revision], horizon_end: datetime
+) -> list[tuple[str | None, str]]:
+    """Connections (and the review rhythm) with nothing in the calendar after planning: the person must
+    hear which one and why, or the plan silently stops working for them."""
+    zone = ZoneInfo(plan.timezone)
+    present = {(o.connection or "").casefold() for o in [*placed, *(r.occurrence for r in pending)]}
+    until = horizon_end.astimezone(zone).date().isoformat()
+    out: list[tuple[str | None, str]] = []
+    for connection in plan.connections:
+        if connection.name.casefold() not in present:
+            length = format_duration(connection.duration)
+            out.append((connection.name, f"no free {length} slot inside working hours before {until}"))
+    reviews = [o for o in [*placed, *(r.occurrence for r in pending)] if o.kind is OccurrenceKind.REVIEW]
+    if not reviews:
+        length = format_duration(plan.review.duration)
+        out.append((None, f"no free {length} slot for the self-review inside working hours before {until}"))
+    return out
 
 
 def run_cycle(
@@ -205,54 +285,71 @@ def run_cycle(
     ]
     interactions = known + [e.interaction for e in outcomes.entries]
     reviews_done = [*store.reviews_done(), *outcomes.reviews_done]
-    # Placed future occurrences keep their slot; the planner knows them by their base key (a replacement
-    # for a missed period carries a '#N' suffix the planner does not give).
-    previous = {
-        base_key(row.revision.occurrence.key): row.revision.occurrence
-        for row in open_rows
-        if row.revision.occurrence.start > now
-    }
-    desired = plan_occurrences(
-        plan,
-        first_due=_first_due(plan, stored),
-        interactions=interactions,
-        reviews_done=reviews_done,
-        busy=busy,
-        now=now,
-        horizon=horizon,
-        previous=previous,
-    )
-    pending_keys = {r.occurrence.key for r in pending}
-    # Keys settled in this very cycle are closed too: the replacement of a touchpoint missed just now has
-    # the same due period, and reusing its key would overwrite the history row.
-    settled_now = set(outcomes.statuses)
-    # A period the person chose to skip is not planned again; the rhythm goes on from the next one.
-    skipped = {base_key(row.key) for row in stored if row.status is OccurrenceStatus.SKIPPED}
-    desired = _fresh_identities(
-        desired, closed=closed_keys | settled_now, pending=pending_keys, skipped=skipped
-    )
-    revisions = revise({row.revision.occurrence.key: row.revision for row in open_rows}, desired, now)
+    if report.unread:
+        # A calendar with no data at all: its busy time is unknown, so a new placement could land on a
+        # meeting. Keep what is already placed, place nothing new, remove nothing.
+        revisions = [row.revision for row in open_rows if row.revision.occurrence.start > now]
+    else:
+        desired = plan_occurrences(
+            plan,
+            first_due=_first_due(stored, ZoneInfo(plan.timezone)),
+            interactions=interactions,
+            reviews_done=reviews_done,
+            busy=busy,
+            now=now,
+            horizon=horizon,
+            # Placed future occurrences keep their slot; the planner knows them by their base key (a
+            # replacement for a missed period carries a '#N' suffix the planner does not give).
+            previous={
+                base_key(row.revision.occurrence.key): row.revision.occurrence
+                for row in open_rows
+                if row.revision.occurrence.start > now
+            },
+        )
+        desired = _fresh_identities(
+            desired,
+            # Keys settled in this very cycle are closed too: the replacement of a touchpoint missed just
+            # now has the same due period, and reusing its key would overwrite the history row.
+            closed=closed_keys | set(outcomes.statuses),
+            pending={r.occurrence.key for r in pending},
+            skipped=_skips_in_force(
+                stored,
+                [
+                    *((row.interaction, row.recorded_at) for row in log_rows if not row.undone),
+                    *((entry.interaction, now) for entry in outcomes.entries),
+                    # A review block seen done counts from when it happened; its verdict time is unknown.
+                    *(
+                        (Interaction(REVIEW_LOG_NAME, row.completed_at), row.completed_at)
+                        for row in stored
+                        if row.occurrence.kind is OccurrenceKind.REVIEW
+                        and row.status is OccurrenceStatus.COMPLETED
+                        and row.completed_at is not None
+                    ),
+                    *((Interaction(REVIEW_LOG_NAME, at), now) for at in outcomes.reviews_done),
+                ],
+            ),
+        )
+        revisions = revise({row.revision.occurrence.key: row.revision for row in open_rows}, desired, now)
+        report.unplaced = _unplaced(plan, [r.occurrence for r in revisions], pending, now + horizon)
 
-    desired_keys = {r.occurrence.key for r in revisions}
+    kept = {r.occurrence.key for r in revisions} | {r.occurrence.key for r in pending}
     removed = [
         row.revision.occurrence.key
         for row in open_rows
-        if row.revision.occurrence.key not in desired_keys
-        and row.revision.occurrence.key not in pending_keys
-        and row.revision.occurrence.key not in outcomes.statuses
+        if row.revision.occurrence.key not in kept and row.revision.occurrence.key not in outcomes.statuses
     ]
     report.removed = removed
 
     recent_history = [
-        row.revision
+        _as_it_happened(row.revision, row.completed_at)
         for row in stored
         if row.status is OccurrenceStatus.COMPLETED and row.revision.occurrence.end > now - FEED_HISTORY
     ]
     completed_now = [
-        r.revision
-        for r in open_rows
-        if outcomes.statuses.get(r.revision.occurrence.key, None) is not None
-        and outcomes.statuses[r.revision.occurrence.key].status is OccurrenceStatus.COMPLETED
+        _as_it_happened(row.revision, change.at)
+        for row in open_rows
+        if (change := outcomes.statuses.get(row.revision.occurrence.key)) is not None
+        and change.status is OccurrenceStatus.COMPLETED
     ]
     published = sorted(
         [*recent_history, *completed_now, *pending, *revisions],

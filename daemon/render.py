@@ -15,7 +15,7 @@ from connectors.fetch import redact
 from daemon.config import Settings
 from schedules.events import Interaction
 from schedules.model import REVIEW_LOG_NAME, Plan
-from schedules.occurrence import Occurrence
+from schedules.occurrence import Occurrence, OccurrenceKind
 
 
 def _local(value: datetime, zone: ZoneInfo) -> datetime:
@@ -103,7 +103,26 @@ def status_rows(
     return rows
 
 
-def status_text(rows: Sequence[dict[str, Any]], sources: Sequence[Any]) -> str:
+def review_status(
+    plan: Plan, reviews_done: Sequence[datetime], upcoming: Sequence[Occurrence]
+) -> dict[str, Any]:
+    """The self-review rhythm: when the last one was done and when the next is placed."""
+    zone = ZoneInfo(plan.timezone)
+    reviews = [o for o in upcoming if o.kind is OccurrenceKind.REVIEW]
+    nxt = min(reviews, key=lambda o: o.start) if reviews else None
+    last = max(reviews_done, default=None)
+    return {
+        "every": str(plan.review.every),
+        "last": _local(last, zone).isoformat() if last else None,
+        "next_at": _local(nxt.start, zone).isoformat() if nxt else None,
+        "next_due": nxt.due.isoformat() if nxt else None,
+        "overdue": bool(nxt and nxt.overdue),
+    }
+
+
+def status_text(
+    rows: Sequence[dict[str, Any]], sources: Sequence[Any], review: dict[str, Any] | None = None
+) -> str:
     lines = []
     for row in rows:
         last = row["last_interaction"][:10] if row["last_interaction"] else "never"
@@ -112,6 +131,12 @@ def status_text(rows: Sequence[dict[str, Any]], sources: Sequence[Any]) -> str:
         target = " (target)" if row["target"] else ""
         lines.append(f"{row['name']}{target}: {row['stage']}, every {row['every']}")
         lines.append(f"    last: {last}   next: {nxt} (due {row['next_due'] or '-'}){flag}")
+    if review is not None:
+        last = review["last"][:10] if review["last"] else "never"
+        nxt = review["next_at"][:16].replace("T", " ") if review["next_at"] else "not placed (no free slot)"
+        flag = "  OVERDUE" if review["overdue"] else ""
+        lines.append(f"Self-review: every {review['every']}")
+        lines.append(f"    last: {last}   next: {nxt} (due {review['next_due'] or '-'}){flag}")
     for state in sources:
         lines.append(f"calendar {source_json(state)['name']}: {source_json(state)['health']}")
     return "\n".join(lines)
@@ -181,6 +206,16 @@ def settings_items(settings: Settings) -> list[tuple[str, str]]:
         for f in fields(settings)
         if f.name not in {"origin", "config_file"}
     ]
+
+
+_DRY_RUN_VERBS = {"logged": "would log", "completed": "would complete", "missed": "would miss"}
+
+
+def as_dry_run(line: str) -> str:
+    """A reconcile explanation line in the conditional: a dry run writes nothing."""
+    verb, _, rest = line.partition(" ")
+    shown = _DRY_RUN_VERBS.get(verb)
+    return line if shown is None else f"{shown:<14}  {rest.lstrip()}"
 
 
 def cycle_summary(report: Any, plan: Plan, *, dry_run: bool) -> str:

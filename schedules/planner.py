@@ -182,6 +182,10 @@ def _review_demands(
         # earlier runs), so review blocks come due instead of receding one cadence ahead of every run.
         start = min(first_due or today, today)
         if plan.review.kickoff:
+            # Placed after its due date because the week had no room (a weekend, a full week), the
+            # kickoff is still waiting for its slot, not overdue: a new day must not rewrite it.
+            waiting = previous.get(KICKOFF_KEY)
+            late = start < today and (waiting is None or waiting.due != start or waiting.overdue)
             demands.append(
                 Demand(
                     KICKOFF_KEY,
@@ -190,7 +194,7 @@ def _review_demands(
                     start,
                     KICKOFF_DURATION,
                     -1,
-                    overdue=start < today,
+                    overdue=late,
                     kickoff=True,
                 )
             )

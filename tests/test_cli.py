@@ -212,13 +212,13 @@ def test_a_failing_calendar_shows_in_status_and_dry_runs_write_nothing(
     failed = run("sync", "--plan", str(plan), "--now", NOW, "--source", str(missing), check=False)
     assert failed.returncode == 1
     assert "gone.ics" in failed.stderr
-    status = json.loads(
-        run("status", "--json", "--plan", str(plan), "--now", NOW, "--source", str(missing)).stdout
-    )
-    (calendar,) = status["calendars"]
+    # A calendar that was never read: the schedule ignores it, so status says so and exits 1.
+    shown = run("status", "--json", "--plan", str(plan), "--now", NOW, "--source", str(missing), check=False)
+    assert shown.returncode == 1 and "gone.ics has no data yet" in shown.stderr
+    (calendar,) = json.loads(shown.stdout)["calendars"]
     assert calendar["name"] == "gone.ics" and calendar["failures"] == 1
     assert "no such file" in calendar["last_error"]
-    text = run("status", "--plan", str(plan), "--now", NOW, "--source", str(missing)).stdout
+    text = run("status", "--plan", str(plan), "--now", NOW, "--source", str(missing), check=False).stdout
     assert "calendar gone.ics: failing (1x)" in text
 
 

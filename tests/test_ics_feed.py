@@ -438,25 +438,20 @@ def test_the_key_survives_names_with_commas_semicolons_and_backslashes() -> None
     assert circleback_key(vevents(stripped)[0]) == key
 
 
-def test_touchpoints_have_a_display_alarm_and_reviews_do_not() -> None:
+def test_touchpoints_and_reviews_have_a_display_alarm() -> None:
+    # Issue 7: review blocks had no reminder, and an unreminded review is the first one skipped.
     data = render_feed(DST_REVISIONS, plan=PLAN)
     by_uid = {str(e["UID"]): e for e in vevents(data)}
+    assert {r.occurrence.kind for r in DST_REVISIONS} == set(OccurrenceKind), "both kinds are covered"
     for rev in DST_REVISIONS:
-        alarms = by_uid[rev.occurrence.uid].walk("VALARM")
-        if rev.occurrence.kind is OccurrenceKind.REVIEW:
-            assert alarms == []
-        else:
-            (alarm,) = alarms
-            assert alarm["ACTION"] == "DISPLAY"
-            assert alarm["TRIGGER"].dt == timedelta(minutes=-10)
-            assert alarm["DESCRIPTION"] == rev.occurrence.title
+        (alarm,) = by_uid[rev.occurrence.uid].walk("VALARM")
+        assert alarm["ACTION"] == "DISPLAY"
+        assert alarm["TRIGGER"].dt == timedelta(minutes=-10)
+        assert alarm["DESCRIPTION"] == rev.occurrence.title
     ical_alarms = {
         e.uid: [a.trigger for a in e.alarm] for e in IcsCalendarStream.calendar_from_ics(data.decode()).events
     }
-    assert ical_alarms == {
-        r.occurrence.uid: [] if r.occurrence.kind is OccurrenceKind.REVIEW else [timedelta(minutes=-10)]
-        for r in DST_REVISIONS
-    }
+    assert ical_alarms == {r.occurrence.uid: [timedelta(minutes=-10)] for r in DST_REVISIONS}
 
 
 def test_categories_name_the_kind() -> None:

@@ -137,10 +137,14 @@ def test_copied_touchpoint_and_meetings_are_logged_once_and_undo_sticks(run: Run
     dry = run("reconcile", "--dry-run", "--source", str(source), now=t1)
     moved_local = f"{moved_start:%Y-%m-%d %H:%M}"
     assert "would log 3 interaction(s)" in dry.stdout and logged_count(dry) == 3
-    assert f"completed  {placed['title']}  {moved_local} (seen in ada.ics calendar, moved from " in dry.stdout
-    assert f"logged     {GRACE}  {moved_local} (touchpoint" in dry.stdout
-    assert f"logged     {GRACE}  2026-11-18 12:00 (attendee of 'Lunch'" in dry.stdout
-    assert f"logged     {GROUP}  2026-11-17 18:30 (title matches" in dry.stdout
+    # A dry run speaks in the conditional: nothing was logged or completed.
+    assert not re.search(r"^(?:logged|completed|missed) ", dry.stdout, re.MULTILINE), dry.stdout
+    assert f"would complete  {placed['title']}  {moved_local} (seen in ada.ics calendar, moved from " in (
+        dry.stdout
+    )
+    assert f"would log       {GRACE}  {moved_local} (touchpoint" in dry.stdout
+    assert f"would log       {GRACE}  2026-11-18 12:00 (attendee of 'Lunch'" in dry.stdout
+    assert f"would log       {GROUP}  2026-11-17 18:30 (title matches" in dry.stdout
     for not_met in ("Compiler chat", "Coffee with Grace", "Difference engine", "Lunch again"):
         assert not_met not in dry.stdout  # declined, cancelled, someone else, still to come
     assert as_json(run("log", "list", "--json", "--all")) == [], "a dry run logs nothing"
@@ -238,8 +242,11 @@ def test_a_calendar_that_never_worked_does_not_hold_back_missed_verdicts(run: Ru
     run("sync", now=T0)
     placed = first_touchpoint(as_json(run("agenda", "--json", "--days", "7", now=T0)), GRACE)
     later = at(placed, "end") + timedelta(hours=30)
-    broken = run("sync", "--source", str(home / "typo.ics"), now=later, check=False)
+    broken = run("reconcile", "--source", str(home / "typo.ics"), now=later, check=False)
     assert broken.returncode == 1 and "typo.ics" in broken.stderr
+    assert re.search(rf"^missed\s+{re.escape(placed['title'])}", broken.stdout, re.MULTILINE), broken.stdout
+    # While the typo calendar has no data nothing new is placed; once it is fixed, the successor is.
+    run("sync", now=later)
     status = connection_status(as_json(run("status", "--json", now=later)), GRACE)
     assert status["overdue"] is True, "the missed touchpoint was judged, and its successor is overdue"
 
