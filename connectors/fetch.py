@@ -7,7 +7,6 @@ Calendars are private: cached copies are written atomically with mode 0600 in a 
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -77,22 +76,18 @@ def _not_regular(path: Path, mode: int) -> UnreadableFile:
 def read_regular_file(path: Path, max_bytes: int) -> bytes:
     """The bytes of a regular file, never more than `max_bytes`.
 
-    Devices, FIFOs and sockets are refused before a byte is read: /dev/zero never ends and a FIFO
-    without a writer blocks forever. The size is counted while reading, since st_size is 0 for many
-    files that are not empty (devices, /proc). O_NONBLOCK keeps the open itself from waiting on a FIFO.
+    Devices, FIFOs and sockets are refused before they are even opened (opening some devices does
+    something): /dev/zero never ends and a FIFO without a writer blocks forever. The size is counted
+    while reading, since st_size is 0 for files that are not empty (devices, /proc). O_NONBLOCK keeps
+    the open from waiting should a FIFO take the file's place between the check and the open.
     """
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        raise UnreadableFile(path, "no such file") from None
-    except PermissionError:
-        raise UnreadableFile(path, "permission denied") from None
+        before = os.stat(path).st_mode
+        if not stat.S_ISREG(before):
+            raise _not_regular(path, before)
+        fd = os.open(path, _READ_FLAGS)
     except OSError as exc:
-        mode = _mode_or_none(path) if exc.errno == errno.ENXIO else None  # a socket, or a lone device
-        if mode is not None and not stat.S_ISREG(mode):
-            raise _not_regular(path, mode) from None
-        raise UnreadableFile(path, str(exc.strerror or exc)) from None
+        raise _os_error(path, exc) from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
@@ -105,19 +100,23 @@ def read_regular_file(path: Path, max_bytes: int) -> bytes:
                 raise UnreadableFile(path, f"is larger than {_mib(max_bytes)}")
             chunks.append(chunk)
         return b"".join(chunks)
-    except UnreadableFile:
-        raise
     except OSError as exc:
-        raise UnreadableFile(path, str(exc.strerror or exc)) from None
+        raise _os_error(path, exc) from None
     finally:
         os.close(fd)
 
 
-def _mode_or_none(path: Path) -> int | None:
-    try:
-        return os.stat(path).st_mode
-    except OSError:
-        return None
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _os_error(path: Path, exc: OSError) -> UnreadableFile:
+    if isinstance(exc, FileNotFoundError):
+        return UnreadableFile(path, "no such file")
+    if isinstance(exc, PermissionError):
+        return UnreadableFile(path, "permission denied")
+    if isinstance(exc, NotADirectoryError):
+        return UnreadableFile(path, "no such file (a part of the path is not a directory)")
+    return UnreadableFile(path, str(exc.strerror or exc))
 
 
 def redact(location: str) -> str:

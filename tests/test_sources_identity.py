@@ -453,3 +453,12 @@ def test_the_state_directory_is_private_when_sources_are_read(home: Path, usual_
     state = home / "state" / "circleback"
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     assert stat.S_IMODE((state / "sources").stat().st_mode) == 0o700
+
+
+def test_the_starter_config_example_is_a_valid_setting(tmp_path: Path) -> None:
+    template = Path(__file__).parent.parent / "daemon" / "templates" / "config.toml"
+    (example,) = [line for line in template.read_text().splitlines() if line.startswith("# sources = [")]
+    config = tmp_path / "config.toml"
+    config.write_text(f"[ics]\n{example.removeprefix('# ')}\n")
+    sources = load_settings(config, environ={}).sources
+    assert [s.name for s in sources] == ["team.ics", "Work"]
