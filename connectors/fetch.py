@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +47,76 @@ class FetchResult:
     sha256: str = ""
     fetched_at: datetime | None = None  # when these bytes were last fetched successfully
     warning: str | None = None  # a non-fatal problem, e.g. the cache could not be written
+
+
+class UnreadableFile(Exception):
+    """A local file that is not there, not a regular file, or too large; the message names the path."""
+
+    def __init__(self, path: Path, reason: str, *, retryable: bool = True) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+        self.retryable = retryable
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_regular(path: Path, mode: int) -> UnreadableFile:
+    kind = next((name for test, name in _KINDS if test(mode)), "not a file")
+    return UnreadableFile(path, f"is {kind}, not a regular file", retryable=False)
+
+
+def read_regular_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file, never more than `max_bytes`.
+
+    Devices, FIFOs and sockets are refused before they are even opened (opening some devices does
+    something): /dev/zero never ends and a FIFO without a writer blocks forever. The size is counted
+    while reading, since st_size is 0 for files that are not empty (devices, /proc). O_NONBLOCK keeps
+    the open from waiting should a FIFO take the file's place between the check and the open.
+    """
+    try:
+        before = os.stat(path).st_mode
+        if not stat.S_ISREG(before):
+            raise _not_regular(path, before)
+        fd = os.open(path, _READ_FLAGS)
+    except OSError as exc:
+        raise _os_error(path, exc) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_regular(path, mode)
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, min(1024 * 1024, max_bytes + 1 - size)):
+            size += len(chunk)
+            if size > max_bytes:
+                raise UnreadableFile(path, f"is larger than {_mib(max_bytes)}")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise _os_error(path, exc) from None
+    finally:
+        os.close(fd)
+
+
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _os_error(path: Path, exc: OSError) -> UnreadableFile:
+    if isinstance(exc, FileNotFoundError):
+        return UnreadableFile(path, "no such file")
+    if isinstance(exc, PermissionError):
+        return UnreadableFile(path, "permission denied")
+    if isinstance(exc, NotADirectoryError):
+        return UnreadableFile(path, "no such file (a part of the path is not a directory)")
+    return UnreadableFile(path, str(exc.strerror or exc))
 
 
 def redact(location: str) -> str:
@@ -120,12 +192,15 @@ class Fetcher:
 
     def cached(self, name: str, location: str) -> FetchResult | None:
         """The last good copy, or None if there is none."""
-        data_path, meta_path = self._paths(name, location)
+        data_path, meta_path, key = self._paths(location)
+        meta = _read_meta(meta_path)
+        if meta.get("key") != key:
+            # Not provably this location's copy (or none at all): never pass it off as this calendar.
+            return None
         try:
             data = data_path.read_bytes()
         except OSError:
             return None
-        meta = _read_meta(meta_path)
         digest = hashlib.sha256(data).hexdigest()
         if meta.get("sha256") != digest:
             # The copy outlived its metadata (a crash between the two writes): usable, but not for
@@ -142,25 +217,13 @@ class Fetcher:
         )
 
     def _read_file(self, name: str, path: Path) -> bytes:
-        shown = str(path)
         try:
-            size = path.stat().st_size
-            if size > self.max_bytes:
-                raise ConnectorError(name, f"{shown} is larger than {_mib(self.max_bytes)}")
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise ConnectorError(name, f"{shown}: no such file") from None
-        except IsADirectoryError:
-            raise ConnectorError(
-                name, f"{shown} is a directory, not a calendar file", retryable=False
-            ) from None
-        except PermissionError:
-            raise ConnectorError(name, f"{shown}: permission denied") from None
-        except OSError as exc:
-            raise ConnectorError(name, f"{shown}: {exc.strerror or exc}") from None
+            data = read_regular_file(path, self.max_bytes)
+        except UnreadableFile as exc:
+            raise ConnectorError(name, str(exc), retryable=exc.retryable) from None
         reason = not_a_calendar(data)
         if reason is not None:
-            raise ConnectorError(name, f"{shown} is {reason}")
+            raise ConnectorError(name, f"{path} is {reason}")
         return data
 
     def _fetch_http(self, name: str, location: str, url: str) -> FetchResult:
@@ -172,6 +235,7 @@ class Fetcher:
                 headers["If-None-Match"] = previous.etag
             if previous.last_modified:
                 headers["If-Modified-Since"] = previous.last_modified
+        conditional = "If-None-Match" in headers or "If-Modified-Since" in headers
         deadline = time.monotonic() + self.timeout
         try:
             with (
@@ -179,7 +243,9 @@ class Fetcher:
                 client.stream("GET", url, headers=headers) as response,
             ):
                 if response.status_code == 304:
-                    if previous is None:
+                    # Only an answer to validators this very copy sent: anything else would pass off
+                    # some other content as this calendar's.
+                    if previous is None or not conditional:
                         raise ConnectorError(
                             name, f"{shown} answered 304 Not Modified to an unconditional GET"
                         )
@@ -251,8 +317,9 @@ class Fetcher:
             same = previous.sha256 == digest
         else:
             # Only the metadata: re-reading and hashing a large copy on every read of a local file is waste.
-            data_path, meta_path = self._paths(name, location)
-            same = _read_meta(meta_path).get("sha256") == digest and data_path.exists()
+            data_path, meta_path, key = self._paths(location)
+            meta = _read_meta(meta_path)
+            same = meta.get("key") == key and meta.get("sha256") == digest and data_path.exists()
         now = self.clock()
         warning = None
         try:
@@ -280,11 +347,12 @@ class Fetcher:
         last_modified: str | None,
         now: datetime,
     ) -> None:
-        data_path, meta_path = self._paths(name, location)
-        self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data_path, meta_path, key = self._paths(location)
+        make_private_dirs(self.cache_dir)
         if data is not None:
             write_atomic(data_path, data, mode=0o600)
         meta = {
+            "key": key,
             "source": name,
             "location": redact(location),
             "sha256": digest,
@@ -295,12 +363,49 @@ class Fetcher:
         }
         write_atomic(meta_path, json.dumps(meta, indent=2).encode(), mode=0o600)
 
-    def _paths(self, name: str, location: str) -> tuple[Path, Path]:
-        # Keyed by the location too, so a new secret address never answers with the old one's copy.
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._")[:40] or "source"
-        digest = hashlib.sha256(f"{name}\0{location.strip()}".encode()).hexdigest()[:16]
-        base = self.cache_dir / f"{slug}-{digest}"
-        return base.with_suffix(".ics"), base.with_suffix(".json")
+    def _paths(self, location: str) -> tuple[Path, Path, str]:
+        """The copy, its metadata, and the key that ties both to this one location and no other."""
+        identity = cache_identity(location)
+        key = hashlib.sha256(identity.encode()).hexdigest()
+        slug = re.sub(r"[^A-Za-z0-9_-]+", "_", _readable_part(identity)).strip("_")[:40] or "source"
+        base = f"{slug}-{key[:32]}"
+        return self.cache_dir / f"{base}.ics", self.cache_dir / f"{base}.json", key
+
+
+def cache_identity(location: str) -> str:
+    """What makes two locations one calendar: the address as fetched, or the file's absolute path."""
+    try:
+        url = http_url(location)
+    except ValueError:
+        return location.strip()
+    return url if url is not None else os.path.abspath(local_path(location))
+
+
+def _readable_part(identity: str) -> str:
+    """A file's name or an address's host, to make the cache directory legible; never a secret."""
+    try:
+        parts = urlsplit(identity)
+        if parts.scheme in ("http", "https"):
+            return parts.hostname or ""
+    except ValueError:
+        return ""
+    return Path(identity).name
+
+
+def make_private_dirs(directory: Path) -> None:
+    """Create `directory` and any missing parent with mode 0700 (calendars are private); existing
+    directories are left as their owner set them."""
+    missing: list[Path] = []
+    current = directory
+    while not current.exists() and current.parent != current:
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        os.chmod(path, 0o700)  # mkdir's mode is narrowed by the umask, never widened: make it exact
 
 
 def _read_meta(path: Path) -> dict[str, object]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,8 +12,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from connectors.base import Reader, Writer
+from connectors.fetch import UnreadableFile, read_regular_file
 from connectors.registry import make_reader, make_writer
 from daemon.config import Settings
+from daemon.sources import source_name as source_name  # the default name, for callers of old
 from daemon.store import Store
 from schedules.model import Plan
 from schedules.plan import parse_plan
@@ -24,26 +25,24 @@ class PlanFileError(Exception):
     """The plan file is missing or unreadable (bad content raises schedules.plan.PlanInvalid)."""
 
 
+# A focus plan is a page of YAML; a file much larger than this is a mistake (or /dev/zero), not a plan.
+PLAN_MAX_BYTES = 1024 * 1024
+
+
 def load_plan(path: Path) -> Plan:
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PlanFileError(
-            f"{path}: plan file not found (create one with `circleback init`, or pass --plan)"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+        data = read_regular_file(path, PLAN_MAX_BYTES)
+    except UnreadableFile as exc:
+        if exc.reason == "no such file":
+            raise PlanFileError(
+                f"{path}: plan file not found (create one with `circleback init`, or pass --plan)"
+            ) from None
+        raise PlanFileError(str(exc)) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise PlanFileError(f"{path}: cannot read the plan: {exc}") from None
     return parse_plan(text, str(path))
-
-
-def source_name(location: str) -> str:
-    """A short, stable, secret-free name for a source: secret ICS addresses carry the secret in the path."""
-    if "://" in location and not location.startswith("file://"):
-        _scheme, rest = location.split("://", 1)
-        host = rest.split("/", 1)[0].split("@")[-1]
-        digest = hashlib.sha256(location.encode()).hexdigest()[:8]
-        return f"{host}-{digest}"
-    return Path(location.removeprefix("file://")).name
 
 
 @dataclass
@@ -58,14 +57,14 @@ def build_calendars(settings: Settings, plan: Plan, *, feed_path: Path | None = 
     readers = [
         make_reader(
             "ics",
-            name=source_name(location),
-            location=location,
+            name=source.name,
+            location=source.location,
             cache_dir=cache_dir,
             timeout=settings.source_timeout.total_seconds(),
             default_tz=plan.timezone,
             owner_emails=owner_emails,
         )
-        for location in settings.sources
+        for source in settings.sources
     ]
     writers = [
         make_writer(

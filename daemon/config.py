@@ -17,6 +17,7 @@ from typing import Any
 
 import platformdirs
 
+from daemon.sources import Source, SourceError, parse_sources
 from schedules.cadence import CadenceError, parse_cadence
 
 APP = "circleback"
@@ -44,7 +45,7 @@ class Settings:
     http_host: str
     http_port: int
     http_access_log: bool
-    sources: tuple[str, ...]
+    sources: tuple[Source, ...]
     source_timeout: timedelta
     grace: timedelta
     sync_every: timedelta
@@ -104,7 +105,7 @@ _SCHEMA: dict[str, tuple[tuple[str, ...], str | None, str]] = {
     "http_host": (("http", "host"), "CIRCLEBACK_HTTP_HOST", "str"),
     "http_port": (("http", "port"), "CIRCLEBACK_HTTP_PORT", "int"),
     "http_access_log": (("http", "access_log"), None, "bool"),
-    "sources": (("ics", "sources"), None, "list"),
+    "sources": (("ics", "sources"), None, "sources"),
     "source_timeout": (("ics", "timeout"), None, "span"),
     "grace": (("ics", "grace"), None, "span"),
     "sync_every": (("schedule", "sync_every"), None, "span"),
@@ -165,12 +166,11 @@ def _convert(kind: str, value: Any, where: str, base: Path | None) -> Any:
         if not 0 <= number <= 65535:
             raise ConfigError(f"{where}: {number} is not a valid port")
         return number
-    if kind == "list":
-        if isinstance(value, str):
-            return (value,)
-        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where}: expected a list of strings")
-        return tuple(value)
+    if kind == "sources":
+        try:
+            return parse_sources(value, "--source" if where == "--sources" else where)
+        except SourceError as exc:
+            raise ConfigError(str(exc)) from None
     if not isinstance(value, str):
         raise ConfigError(f"{where}: expected a string, got {value!r}")
     return value

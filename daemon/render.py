@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import fields
 from datetime import date, datetime, timedelta
@@ -13,6 +14,7 @@ from sqlalchemy.exc import ArgumentError
 
 from connectors.fetch import redact
 from daemon.config import Settings
+from daemon.sources import Source
 from schedules.events import Interaction
 from schedules.model import REVIEW_LOG_NAME, Plan
 from schedules.occurrence import Occurrence, OccurrenceKind
@@ -143,9 +145,7 @@ def status_text(
 
 
 def source_names(settings: Settings) -> list[str]:
-    from daemon.app import source_name
-
-    return [source_name(s) for s in settings.sources]
+    return [s.name for s in settings.sources]
 
 
 def source_json(state: Any) -> dict[str, Any]:
@@ -192,9 +192,19 @@ def _shown(name: str, value: object) -> object:
             return make_url(str(value)).render_as_string(hide_password=True)
         except ArgumentError:
             return value
-    if name == "sources":
-        return tuple(redact(str(v)) for v in value) if isinstance(value, tuple) else value
     return value
+
+
+def sources_toml(sources: Sequence[Source]) -> str:
+    """`[ics] sources` as TOML, every calendar with the name it goes by and its address redacted."""
+    shown = (
+        f"{{ name = {_toml_string(s.name)}, location = {_toml_string(redact(s.location))} }}" for s in sources
+    )
+    return "[" + ", ".join(shown) + "]"
+
+
+def _toml_string(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)  # a JSON string is a valid TOML basic string
 
 
 def settings_items(settings: Settings) -> list[tuple[str, str]]:
@@ -202,7 +212,12 @@ def settings_items(settings: Settings) -> list[tuple[str, str]]:
     from daemon.config import toml_key
 
     return [
-        (toml_key(f.name), _config_value(_shown(f.name, getattr(settings, f.name))))
+        (
+            toml_key(f.name),
+            sources_toml(settings.sources)
+            if f.name == "sources"
+            else _config_value(_shown(f.name, getattr(settings, f.name))),
+        )
         for f in fields(settings)
         if f.name not in {"origin", "config_file"}
     ]
