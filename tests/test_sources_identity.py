@@ -277,7 +277,10 @@ def test_cli_a_named_calendar_is_shown_by_its_name(home: Path) -> None:
     failed = run_cli(home, "sync", "--config", str(config), "--now", NOW, check=False)
     assert failed.returncode == 1
     assert "error: Work: " in failed.stderr and "no such file" in failed.stderr
-    status = as_json(run_cli(home, "status", "--json", "--config", str(config), "--now", NOW))
+    # Neither calendar was ever read, so status exits 1 and names them.
+    shown_status = run_cli(home, "status", "--json", "--config", str(config), "--now", NOW, check=False)
+    assert shown_status.returncode == 1 and "calendar Work has no data yet" in shown_status.stderr
+    status = as_json(shown_status)
     assert [c["name"] for c in status["calendars"]] == ["Work", "Holidays"]
     shown = run_cli(home, "config", "--config", str(config)).stdout
     assert 'name = "Work"' in shown and 'name = "Holidays"' in shown
