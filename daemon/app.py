@@ -8,13 +8,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from connectors.base import Reader, Writer
 from connectors.registry import make_reader, make_writer
 from daemon.config import Settings
-from daemon.store import Store
+from daemon.store import Store, normalise_url
 from schedules.model import Plan
 from schedules.plan import parse_plan
 
@@ -79,10 +76,7 @@ def build_calendars(settings: Settings, plan: Plan, *, feed_path: Path | None = 
 
 
 def _missing_sqlite_file(url: str) -> bool:
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return False  # the store reports the bad URL with its own message
+    parsed = normalise_url(url)  # a malformed URL is reported here, with the store's own message
     database = parsed.database
     if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
         return False

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import stat
 import subprocess
+import sys
+import tomllib
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from cli_runner import run_cli
+from cli_runner import run_cli, xdg_env
 from icalendar import Calendar
+
+from daemon.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ADA = FIXTURES / "plans" / "ada.yaml"
 NOW = "2026-11-23T09:30:00+00:00"  # a Monday
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
+InProc = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
@@ -255,3 +261,70 @@ def test_skip_removes_one_touchpoint_and_the_rhythm_goes_on(run: Run, plan: Path
     assert [item["uid"] for item in grace_after] == [item["uid"] for item in grace[1:]], "the rest stay put"
     unknown = run("skip", "touchpoint:nobody:2026-W01", "--plan", str(plan), check=False)
     assert unknown.returncode == 2 and "no planned occurrence" in unknown.stderr
+
+
+# ------------------------------------------------------------------ input at the edges (issue 7: 6, 16, 17)
+
+
+@pytest.fixture
+def inproc(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> InProc:
+    """`daemon.cli.main` called in this process, in the private XDG home: (exit status, stdout, stderr)."""
+    for name, value in xdg_env(home).items():
+        if name.startswith("XDG_"):
+            monkeypatch.setenv(name, value)
+    for name in [n for n in os.environ if n.startswith("CIRCLEBACK_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(home)
+
+    def _run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            status = main(list(args))
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return _run
+
+
+def test_version_prints_the_package_version(inproc: InProc) -> None:
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    status, out, _err = inproc("--version")
+    assert (status, out) == (0, f"circleback {project['project']['version']}\n")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite://relative.db", "sqlite://:memory:", "sqlite://user@host/x.db", "postgresql://h:port/x"],
+)
+def test_malformed_database_urls_are_bad_input_without_traceback(
+    inproc: InProc, plan: Path, url: str
+) -> None:
+    status, out, err = inproc("agenda", "--plan", str(plan), "--db", url, "--now", NOW)
+    assert status == 2, err
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert url in err
+    assert out == ""
+
+
+def test_sqlite_url_with_two_slashes_says_how_to_write_a_path(inproc: InProc, plan: Path) -> None:
+    _status, _out, err = inproc("status", "--plan", str(plan), "--db", "sqlite://relative.db")
+    assert "sqlite:///relative.db" in err, "the three-slash form the person probably meant"
+
+
+def test_a_pipe_closed_early_is_not_an_error(home: Path, plan: Path) -> None:
+    # `circleback feed url | head -0`: the reader is gone before circleback writes. Closing our end of a
+    # real pipe before the child has even started makes that deterministic.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daemon.cli", "feed", "url"],
+        env=xdg_env(home),
+        cwd=home,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    assert err == ""
