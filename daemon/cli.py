@@ -500,9 +500,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # would flush stdout again at exit and complain, so what is left goes nowhere.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
-    except PlanInvalid as exc:
+    except (PlanInvalid, ConfigError) as exc:
+        # One line per problem, each starting with where it is (FILE:LINE[:COL], a variable, a flag).
         _fail(EXIT_BAD_INPUT, str(exc))
-    except (PlanFileError, ConfigError, BadInput, DatabaseURLError) as exc:
+    except (PlanFileError, BadInput, DatabaseURLError) as exc:
         _fail(EXIT_BAD_INPUT, f"error: {exc}")
     except (ConnectorError, StoreError, TokenFileError) as exc:
         _fail(EXIT_FAILURE, f"error: {exc}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import stat
 import subprocess
@@ -14,17 +13,14 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from cli_runner import run_cli, xdg_env
+from cli_runner import InProcess, run_cli, xdg_env
 from icalendar import Calendar
-
-from daemon.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ADA = FIXTURES / "plans" / "ada.yaml"
 NOW = "2026-11-23T09:30:00+00:00"  # a Monday
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
-InProc = Callable[..., tuple[int, str, str]]
 
 
 @pytest.fixture
@@ -267,28 +263,11 @@ def test_skip_removes_one_touchpoint_and_the_rhythm_goes_on(run: Run, plan: Path
 
 
 @pytest.fixture
-def inproc(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> InProc:
-    """`daemon.cli.main` called in this process, in the private XDG home: (exit status, stdout, stderr)."""
-    for name, value in xdg_env(home).items():
-        if name.startswith("XDG_"):
-            monkeypatch.setenv(name, value)
-    for name in [n for n in os.environ if n.startswith("CIRCLEBACK_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(home)
-
-    def _run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            status = main(list(args))
-        except SystemExit as exc:
-            status = exc.code if isinstance(exc.code, int) else 1
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    return _run
+def inproc(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> InProcess:
+    return InProcess(home, monkeypatch, capsys)
 
 
-def test_version_prints_the_package_version(inproc: InProc) -> None:
+def test_version_prints_the_package_version(inproc: InProcess) -> None:
     project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text(encoding="utf-8"))
     status, out, _err = inproc("--version")
     assert (status, out) == (0, f"circleback {project['project']['version']}\n")
@@ -299,7 +278,7 @@ def test_version_prints_the_package_version(inproc: InProc) -> None:
     ["sqlite://relative.db", "sqlite://:memory:", "sqlite://user@host/x.db", "postgresql://h:port/x"],
 )
 def test_malformed_database_urls_are_bad_input_without_traceback(
-    inproc: InProc, plan: Path, url: str
+    inproc: InProcess, plan: Path, url: str
 ) -> None:
     status, out, err = inproc("agenda", "--plan", str(plan), "--db", url, "--now", NOW)
     assert status == 2, err
@@ -308,7 +287,7 @@ def test_malformed_database_urls_are_bad_input_without_traceback(
     assert out == ""
 
 
-def test_sqlite_url_with_two_slashes_says_how_to_write_a_path(inproc: InProc, plan: Path) -> None:
+def test_sqlite_url_with_two_slashes_says_how_to_write_a_path(inproc: InProcess, plan: Path) -> None:
     _status, _out, err = inproc("status", "--plan", str(plan), "--db", "sqlite://relative.db")
     assert "sqlite:///relative.db" in err, "the three-slash form the person probably meant"
 
