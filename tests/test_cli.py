@@ -379,3 +379,31 @@ def test_read_only_commands_read_through_a_writers_wal(inproc: InProcess, plan: 
             status, out, err = inproc("log", "list", "--json", *common)
     assert (status, err) == (0, "")
     assert [entry["at"][:10] for entry in json.loads(out)] == ["2026-11-19", "2026-11-20"]
+
+
+def test_plan_with_huge_numbers_and_a_legacy_zone_is_bad_input_for_check_and_sync(
+    inproc: InProcess, home: Path
+) -> None:
+    # `every: 999999999 weeks` passed `plan check`, then `sync` crashed; `duration: 99999999999h` crashed
+    # both. Now both commands list the same problems, at FILE:LINE:COL, and exit 2.
+    source = FIXTURES / "plans" / "broken" / "legacy-timezone-and-huge-numbers.yaml"
+    bad_plan = home / source.name
+    shutil.copy(source, bad_plan)
+    expected = [
+        f"{home}/{line}" for line in source.with_suffix(".expected").read_text(encoding="utf-8").splitlines()
+    ]
+    for command in (("plan", "check", str(bad_plan)), ("sync", "--plan", str(bad_plan), "--now", NOW)):
+        status, out, err = inproc(*command)
+        assert (status, out, err.splitlines()) == (2, "", expected), command
+    assert list((home / "data").iterdir()) == [], "nothing written"
+
+
+def test_plan_check_refuses_a_keyword_list_longer_than_the_cap(inproc: InProcess, plan: Path) -> None:
+    from schedules.plan import MAX_KEYWORDS
+
+    words = ", ".join(f"word{n}" for n in range(MAX_KEYWORDS + 1))
+    text = plan.read_text(encoding="utf-8")
+    plan.write_text(text.replace("    kind: group\n", f"    kind: group\n    keywords: [{words}]\n", 1))
+    status, _out, err = inproc("plan", "check", str(plan))
+    assert status == 2
+    assert f"connections[1].keywords: at most {MAX_KEYWORDS} keywords per connection" in err
