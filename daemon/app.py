@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from urllib.parse import quote
 
 from connectors.base import Reader, Writer
 from connectors.fetch import UnreadableFile, read_regular_file
 from connectors.registry import make_reader, make_writer
 from daemon.config import Settings
 from daemon.sources import source_name as source_name  # the default name, for callers of old
-from daemon.store import Store
+from daemon.store import Store, StoreError, normalise_url
 from schedules.model import Plan
 from schedules.plan import parse_plan
 
@@ -78,30 +78,63 @@ def build_calendars(settings: Settings, plan: Plan, *, feed_path: Path | None = 
     return Calendars(readers, writers)
 
 
-def _missing_sqlite_file(url: str) -> bool:
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return False  # the store reports the bad URL with its own message
+def _sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite URL, or None (another back end, in memory, or already a `file:` URI)."""
+    parsed = normalise_url(url)  # a malformed URL is reported here, with the store's own message
     database = parsed.database
     if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
-        return False
-    return not database.startswith("file:") and not Path(database).exists()
+        return None
+    return None if database.startswith("file:") or parsed.query.get("uri") else Path(database)
+
+
+def _writable(path: Path) -> bool:
+    # os.access sees what the kernel enforces on writes, the immutable attribute and read-only mounts
+    # included, even for root.
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+def _read_only_url(path: Path) -> str:
+    """A URL that reads the SQLite file without writing anything next to it.
+
+    In WAL mode SQLite wants to create the -wal and -shm files even to read. With a -wal file present a
+    writer is at work (or crashed), and mode=ro reads through it; without one, mode=ro cannot open the
+    file in a directory it may not write, and nothing is pending in a WAL, so the file is read as
+    immutable (no locks, no side files)."""
+    target = f"file:{quote(str(path.resolve()))}?mode=ro"
+    if not path.with_name(path.name + "-wal").exists():
+        return f"sqlite:///{target}&immutable=1&uri=true"
+    try:
+        with closing(sqlite3.connect(target, uri=True)) as probe:
+            probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error:
+        return f"sqlite:///{target}&immutable=1&uri=true"
+    return f"sqlite:///{target}&uri=true"
 
 
 @contextmanager
 def open_store(
     settings: Settings, *, read_only: bool = False, now: datetime | None = None
 ) -> Iterator[Store]:
-    """The store; `read_only` callers (agenda, status, dry runs) must not create a database as a side
-    effect, so a SQLite file that does not exist yet is stood in for by an empty in-memory one. `now`
-    (the CLI's --now) is the store's clock too, so what a command records is stamped with the same time
-    as what it decides."""
-    url = settings.database_url
-    if read_only and _missing_sqlite_file(url):
+    """The store; `read_only` callers (agenda, status, log list, dry runs) must not write anything.
+
+    A SQLite file that does not exist yet is stood in for by an empty in-memory database (no file is
+    created as a side effect). One in a place this process may not write (another user's directory, a
+    read-only mount) is opened read-only, without migrations; it must then already be at the schema this
+    version knows. `now` (the CLI's --now) is the store's clock too, so what a command records is stamped
+    with the same time as what it decides."""
+    url, migrate = settings.database_url, True
+    path = _sqlite_path(url) if read_only else None
+    if path is not None and not path.exists():
         url = "sqlite://"
-    store = Store(url) if now is None else Store(url, clock=lambda: now)
+    elif path is not None and not _writable(path):
+        url, migrate = _read_only_url(path), False
+    store = Store(url, migrate=migrate) if now is None else Store(url, migrate=migrate, clock=lambda: now)
     try:
+        if not migrate and not store.at_head():
+            raise StoreError(
+                f"{path}: the database needs an upgrade this process cannot write; run `circleback sync` "
+                "once as a user who may write its directory"
+            )
         yield store
     finally:
         store.close()

@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
@@ -66,11 +68,19 @@ def _iso_date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date; use YYYY-MM-DD") from None
 
 
+def _version() -> str:
+    try:
+        return metadata.version("circleback")
+    except metadata.PackageNotFoundError:
+        return "(not installed: no package metadata)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="circleback",
         description="Keep your key professional relationships warm: a focus plan, placed in your calendar.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     _global_options(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -554,10 +564,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         # handler, Python's last-resort one would print the cycle's log line for each a second time.
         logging.getLogger().addHandler(logging.NullHandler())
     try:
-        return handler(args)
-    except PlanInvalid as exc:
+        status = handler(args)
+        # Output to a pipe is buffered: a reader that went away shows up here, not at the print.
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        # `circleback feed url | head -1`: the reader has what it wanted; that is not a failure. Python
+        # would flush stdout again at exit and complain, so what is left goes nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except (PlanInvalid, ConfigError) as exc:
+        # One line per problem, each starting with where it is (FILE:LINE[:COL], a variable, a flag).
         _fail(EXIT_BAD_INPUT, str(exc))
-    except (PlanFileError, ConfigError, BadInput, DatabaseURLError) as exc:
+    except (PlanFileError, BadInput, DatabaseURLError) as exc:
         _fail(EXIT_BAD_INPUT, f"error: {exc}")
     except (ConnectorError, StoreError, TokenFileError) as exc:
         _fail(EXIT_FAILURE, f"error: {exc}")

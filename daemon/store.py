@@ -184,10 +184,20 @@ def normalise_url(url: str) -> URL:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise DatabaseURLError(f"not a database URL: {url!r} ({exc})") from exc
+    except ValueError:
+        # SQLAlchemy reads whatever follows the last ':' of the host part as a port number.
+        raise DatabaseURLError(f"not a database URL: {url!r} (the port must be a number)") from None
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
         raise DatabaseURLError(
             f"unsupported database {parsed.drivername!r}: use sqlite:///PATH or postgresql://..."
+        )
+    if backend == "sqlite" and (parsed.host or parsed.port or parsed.username or parsed.password):
+        # sqlite://name.db puts the file name where a host goes; SQLite has no host.
+        meant = url.split("://", 1)[1].split("@")[-1]
+        raise DatabaseURLError(
+            f"not a SQLite URL: {url!r}: SQLite has no host; write the path after three slashes, "
+            f"sqlite:///{meant} (relative to the current directory) or sqlite:////absolute/path.db"
         )
     if parsed.drivername == "postgresql":
         # psycopg 3 is the driver circleback ships with; SQLAlchemy's default would be psycopg2.

@@ -21,6 +21,22 @@ _CADENCE_RE = re.compile(
 _DURATION_RE = re.compile(r"^\s*(?:(?P<h>\d+)\s*h)?\s*(?:(?P<m>\d+)\s*m(?:in)?)?\s*$", re.IGNORECASE)
 
 
+# The longest rhythm a focus connection can have: beyond a year it is no longer a focus. The bound also keeps
+# every date the planner computes far inside what `datetime` can represent.
+MAX_WEEKS = 52
+MAX_MONTHS = 12
+MAX_DURATION = timedelta(hours=8)
+
+
+_PER_UNIT: dict[str, tuple[int, str]] = {
+    "week": (1, "week"),
+    "fortnight": (2, "week"),
+    "month": (1, "month"),
+    "quarter": (3, "month"),
+    "year": (12, "month"),
+}
+
+
 class CadenceError(ValueError):
     """A cadence or duration string that cannot be understood."""
 
@@ -73,17 +89,17 @@ def parse_cadence(text: str) -> Cadence:
         raise CadenceError(
             f"cannot read cadence {text!r}: use 'week', 'N weeks', 'month', 'N months' or 'quarter'"
         )
-    count = int(match.group("count") or 1)
+    count = _whole(match.group("count") or "1")
     unit = match.group("unit").lower().rstrip("s")
     if unit == "day":
         raise CadenceError(f"cadence {text!r} is too short: the shortest cadence is a week")
-    if unit == "fortnight":
-        return Cadence(2 * count, "week")
-    if unit == "quarter":
-        return Cadence(3 * count, "month")
-    if unit == "year":
-        return Cadence(12 * count, "month")
-    return Cadence(count, "week" if unit == "week" else "month")
+    factor, base = _PER_UNIT[unit]
+    # Python ints never overflow, so the bound is checked before any date arithmetic could.
+    if count * factor > (MAX_WEEKS if base == "week" else MAX_MONTHS):
+        raise CadenceError(
+            f"cadence {text!r} is too long: at most a year ({MAX_WEEKS} weeks or {MAX_MONTHS} months)"
+        )
+    return Cadence(count * factor, "week" if base == "week" else "month")
 
 
 def parse_duration(text: str) -> timedelta:
@@ -91,12 +107,18 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION_RE.match(raw)
     if not match or not (match.group("h") or match.group("m")):
         raise CadenceError(f"cannot read duration {raw!r}: use forms like '30m', '1h' or '1h30m'")
-    value = timedelta(hours=int(match.group("h") or 0), minutes=int(match.group("m") or 0))
-    if value <= timedelta(0):
+    # Compared as whole minutes first: timedelta itself overflows on a few billion hours.
+    minutes = _whole(match.group("h") or "0") * 60 + _whole(match.group("m") or "0")
+    if minutes <= 0:
         raise CadenceError(f"duration {raw!r} must be longer than zero")
-    if value > timedelta(hours=8):
+    if minutes > MAX_DURATION.total_seconds() // 60:
         raise CadenceError(f"duration {raw!r} is longer than a working day (8h at most)")
-    return value
+    return timedelta(minutes=minutes)
+
+
+def _whole(digits: str) -> int:
+    """The number written, capped: a count this long is out of bounds, and int() refuses 4300 digits."""
+    return int(digits) if len(digits) <= 12 else 10**12
 
 
 def format_duration(value: timedelta) -> str:

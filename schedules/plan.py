@@ -23,13 +23,16 @@ Choices made here, beyond the method's rules:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import re
 import warnings
+import zoneinfo
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from functools import cache
+from importlib import resources
 from zoneinfo import ZoneInfo, available_timezones
 
 from ruamel.yaml import YAML
@@ -128,6 +131,30 @@ _EMAIL_RE = re.compile(r'^[^@\s<>(),;:"]+@[^@\s<>(),;:".]+(?:\.[^@\s<>(),;:".]+)
 _ZONE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9_+\-]+)*$")
 # Files in a zoneinfo tree that load but are not places: the machine's own zone, a POSIX default, a dummy.
 _NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+# Zones that are not places but are accepted: UTC never has summer time, and saying so is a clear choice.
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC"})
+# What people mean by the fixed-offset and POSIX-rule names; the tz database links some of them to
+# places nobody means (EST is a link to America/Panama).
+_ZONE_MEANT = {
+    "EST": "America/New_York",
+    "EDT": "America/New_York",
+    "EST5EDT": "America/New_York",
+    "CST": "America/Chicago",
+    "CDT": "America/Chicago",
+    "CST6CDT": "America/Chicago",
+    "MST": "America/Denver",
+    "MDT": "America/Denver",
+    "MST7MDT": "America/Denver",
+    "PST": "America/Los_Angeles",
+    "PDT": "America/Los_Angeles",
+    "PST8PDT": "America/Los_Angeles",
+    "HST": "Pacific/Honolulu",
+    "CET": "Europe/Paris",
+    "MET": "Europe/Paris",
+    "EET": "Europe/Athens",
+    "WET": "Europe/Lisbon",
+}
+MAX_KEYWORDS = 50
 
 
 @dataclass(frozen=True)
@@ -426,8 +453,19 @@ class _Checker:
         name = self.text(item)
         if name is None:
             return None
-        if _is_zone(name):
+        places = _location_zones()
+        # Without a zone.tab (a stripped-down system) places cannot be told apart; accept what loads.
+        if _is_zone(name) and (name in _UTC_NAMES or not places or name in places):
             return name
+        if _is_zone(name):
+            meant = _location_for(name)
+            advice = f"the location zone '{meant}'" if meant else "a location zone such as 'America/New_York'"
+            self.at(
+                item,
+                f"'{_short(name)}' is a fixed-offset or legacy zone name: it does not follow a place's "
+                f"summer time, so touchpoints would shift by an hour; use {advice}",
+            )
+            return None
         suggestion = _closest_zone(name)
         hint = f" (did you mean '{suggestion}'?)" if suggestion else ""
         self.at(item, f"'{_short(name)}' is not an IANA time zone such as 'Europe/London'{hint}")
@@ -592,13 +630,22 @@ class _Checker:
         entries = self.sequence(item, "[meetup, women in tech]")
         if entries is None:
             return None
-        words: list[str] = []
+        if len(entries) > MAX_KEYWORDS:
+            # Every keyword is compared with every calendar event's title: a few name a meeting, thousands
+            # would only slow every cycle down.
+            self.at(
+                item,
+                f"at most {MAX_KEYWORDS} keywords per connection (found {len(entries)}): "
+                "keep the words that name this connection's meetings",
+            )
+            return None
+        # A dict keeps the first spelling's order; a list's `in` made this quadratic in the keywords.
+        words: dict[str, None] = {}
         for entry in entries:
             value = self.text(entry)
             if value is None:
                 return None
-            if value.lower() not in words:
-                words.append(value.lower())
+            words.setdefault(value.lower(), None)
         return tuple(words)
 
     def check_names(self, entries: Sequence[_Entry]) -> None:
@@ -693,6 +740,51 @@ def _is_zone(name: str) -> bool:
 @cache
 def _zone_names() -> dict[str, str]:
     return {zone.lower(): zone for zone in available_timezones() if zone not in _NOT_ZONES}
+
+
+def _tz_data_files(name: str) -> list[str]:
+    """A tz database table's text wherever zoneinfo finds zones: the system's, then the tzdata package's."""
+    texts: list[str] = []
+    for directory in zoneinfo.TZPATH:
+        try:
+            with open(f"{directory}/{name}", encoding="utf-8") as handle:
+                texts.append(handle.read())
+        except (OSError, UnicodeDecodeError):
+            continue
+    with contextlib.suppress(ModuleNotFoundError, OSError, UnicodeDecodeError):
+        texts.append(resources.files("tzdata.zoneinfo").joinpath(name).read_text(encoding="utf-8"))
+    return texts
+
+
+@cache
+def _location_zones() -> frozenset[str]:
+    """The zones that stand for places: zone.tab lists them; links like US/Eastern or GB are not in it."""
+    names: set[str] = set()
+    for text in _tz_data_files("zone.tab"):
+        for line in text.splitlines():
+            columns = line.split("\t")
+            if len(columns) >= 3 and not line.startswith("#"):
+                names.add(columns[2].strip())
+    return frozenset(names)
+
+
+@cache
+def _zone_links() -> dict[str, str]:
+    """Legacy name -> the zone it points at, from the compiled tz source (lines 'L TARGET NAME')."""
+    links: dict[str, str] = {}
+    for text in reversed(_tz_data_files("tzdata.zi")):
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == "L":
+                links[parts[2]] = parts[1]
+    return links
+
+
+def _location_for(name: str) -> str | None:
+    if name in _ZONE_MEANT:
+        return _ZONE_MEANT[name]
+    target = _zone_links().get(name)
+    return target if target is not None and target in _location_zones() else None
 
 
 def _closest_zone(name: str) -> str | None:

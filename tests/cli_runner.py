@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 
 def xdg_env(home: Path) -> dict[str, str]:
     env = {
@@ -71,3 +73,33 @@ def run_in_process(home: Path, *args: str, now: datetime | None = None) -> Resul
         os.environ.clear()
         os.environ.update(saved_env)
     return Result(code, out.getvalue(), err.getvalue())
+
+
+class InProcess:
+    """`daemon.cli.main` called in this process, in a private XDG home, as the subprocess would run it.
+
+    Calling it returns (exit status, stdout, stderr); main's SystemExit (bad input, failures, --version)
+    becomes the status.
+    """
+
+    def __init__(
+        self, home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        for name, value in xdg_env(home).items():
+            if name.startswith("XDG_"):
+                monkeypatch.setenv(name, value)
+        for name in [n for n in os.environ if n.startswith("CIRCLEBACK_")]:
+            monkeypatch.delenv(name)
+        monkeypatch.chdir(home)
+        self._capsys = capsys
+
+    def __call__(self, *args: str) -> tuple[int, str, str]:
+        from daemon.cli import main
+
+        self._capsys.readouterr()
+        try:
+            status = main(list(args))
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else 1
+        out, err = self._capsys.readouterr()
+        return status, out, err

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sqlite3
 import stat
 import subprocess
-from collections.abc import Callable
+import sys
+import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from cli_runner import run_cli
+from cli_runner import InProcess, run_cli, xdg_env
 from icalendar import Calendar
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -255,3 +260,150 @@ def test_skip_removes_one_touchpoint_and_the_rhythm_goes_on(run: Run, plan: Path
     assert [item["uid"] for item in grace_after] == [item["uid"] for item in grace[1:]], "the rest stay put"
     unknown = run("skip", "touchpoint:nobody:2026-W01", "--plan", str(plan), check=False)
     assert unknown.returncode == 2 and "no planned occurrence" in unknown.stderr
+
+
+# ------------------------------------------------------------------ input at the edges (issue 7: 6, 16, 17)
+
+
+@pytest.fixture
+def inproc(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> InProcess:
+    return InProcess(home, monkeypatch, capsys)
+
+
+def test_version_prints_the_package_version(inproc: InProcess) -> None:
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    status, out, _err = inproc("--version")
+    assert (status, out) == (0, f"circleback {project['project']['version']}\n")
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite://relative.db", "sqlite://:memory:", "sqlite://user@host/x.db", "postgresql://h:port/x"],
+)
+def test_malformed_database_urls_are_bad_input_without_traceback(
+    inproc: InProcess, plan: Path, url: str
+) -> None:
+    status, out, err = inproc("agenda", "--plan", str(plan), "--db", url, "--now", NOW)
+    assert status == 2, err
+    assert err.startswith("error: ") and "Traceback" not in err
+    assert url in err
+    assert out == ""
+
+
+def test_sqlite_url_with_two_slashes_says_how_to_write_a_path(inproc: InProcess, plan: Path) -> None:
+    _status, _out, err = inproc("status", "--plan", str(plan), "--db", "sqlite://relative.db")
+    assert "sqlite:///relative.db" in err, "the three-slash form the person probably meant"
+
+
+def test_a_pipe_closed_early_is_not_an_error(home: Path, plan: Path) -> None:
+    # `circleback feed url | head -0`: the reader is gone before circleback writes. Closing our end of a
+    # real pipe before the child has even started makes that deterministic.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daemon.cli", "feed", "url"],
+        env=xdg_env(home),
+        cwd=home,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    assert err == ""
+
+
+@contextmanager
+def unwritable_directory(directory: Path) -> Iterator[None]:
+    """Make `directory` refuse new files, really: mode 0555, or for root (whom modes do not stop) the
+    immutable attribute, which the kernel enforces for root too."""
+    root = os.geteuid() == 0
+    if root:
+        subprocess.run(["chattr", "+i", str(directory)], check=True, capture_output=True)
+    else:
+        directory.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError):
+            (directory / "probe").touch()  # the mechanism works here, or the test means nothing
+        yield
+    finally:
+        if root:
+            subprocess.run(["chattr", "-i", str(directory)], check=True, capture_output=True)
+        else:
+            directory.chmod(0o700)
+
+
+def test_read_only_commands_work_when_the_database_directory_is_not_writable(
+    inproc: InProcess, plan: Path, home: Path
+) -> None:
+    db_dir = home / "db"
+    db_dir.mkdir()
+    common = ("--plan", str(plan), "--db", f"sqlite:///{db_dir / 'circleback.db'}", "--now", NOW)
+    assert inproc("sync", *common)[0] == 0
+    assert inproc("log", "add", "Grace Hopper", "--on", "2026-11-20", *common)[0] == 0
+    before = {
+        "agenda": inproc("agenda", "--json", *common),
+        "status": inproc("status", "--json", *common),
+        "log": inproc("log", "list", "--json", *common),
+    }
+    assert all(status == 0 for status, _out, _err in before.values())
+    with unwritable_directory(db_dir):
+        after = {
+            "agenda": inproc("agenda", "--json", *common),
+            "status": inproc("status", "--json", *common),
+            "log": inproc("log", "list", "--json", *common),
+        }
+        assert after == before, "read-only, the same answers as before"
+        for command in (("sync", "--dry-run"), ("reconcile", "--dry-run")):
+            status, out, err = inproc(*command, *common)
+            assert (status, err) == (0, ""), command
+            assert out
+        assert sorted(p.name for p in db_dir.iterdir()) == ["circleback.db"], "no -wal, no -shm"
+        # Writing commands still say plainly that they cannot write.
+        status, _out, err = inproc("log", "add", "Grace Hopper", *common)
+        assert status == 1 and err.startswith("error: ") and "Traceback" not in err
+
+
+def test_read_only_commands_read_through_a_writers_wal(inproc: InProcess, plan: Path, home: Path) -> None:
+    # While another process has the database open (the service), recent writes live in the -wal file;
+    # a read-only reader must see them, not only what was checkpointed into the database file.
+    db_dir = home / "db"
+    db_dir.mkdir()
+    db = db_dir / "circleback.db"
+    common = ("--plan", str(plan), "--db", f"sqlite:///{db}", "--now", NOW)
+    assert inproc("log", "add", "Grace Hopper", "--on", "2026-11-19", *common)[0] == 0
+    with closing(sqlite3.connect(db)) as writer:
+        writer.execute("SELECT count(*) FROM sqlite_master").fetchone()  # holds the WAL open
+        assert inproc("log", "add", "Grace Hopper", "--on", "2026-11-20", *common)[0] == 0
+        assert (db_dir / "circleback.db-wal").stat().st_size > 0
+        with unwritable_directory(db_dir):
+            status, out, err = inproc("log", "list", "--json", *common)
+    assert (status, err) == (0, "")
+    assert [entry["at"][:10] for entry in json.loads(out)] == ["2026-11-19", "2026-11-20"]
+
+
+def test_plan_with_huge_numbers_and_a_legacy_zone_is_bad_input_for_check_and_sync(
+    inproc: InProcess, home: Path
+) -> None:
+    # `every: 999999999 weeks` passed `plan check`, then `sync` crashed; `duration: 99999999999h` crashed
+    # both. Now both commands list the same problems, at FILE:LINE:COL, and exit 2.
+    source = FIXTURES / "plans" / "broken" / "legacy-timezone-and-huge-numbers.yaml"
+    bad_plan = home / source.name
+    shutil.copy(source, bad_plan)
+    expected = [
+        f"{home}/{line}" for line in source.with_suffix(".expected").read_text(encoding="utf-8").splitlines()
+    ]
+    for command in (("plan", "check", str(bad_plan)), ("sync", "--plan", str(bad_plan), "--now", NOW)):
+        status, out, err = inproc(*command)
+        assert (status, out, err.splitlines()) == (2, "", expected), command
+    assert list((home / "data").iterdir()) == [], "nothing written"
+
+
+def test_plan_check_refuses_a_keyword_list_longer_than_the_cap(inproc: InProcess, plan: Path) -> None:
+    from schedules.plan import MAX_KEYWORDS
+
+    words = ", ".join(f"word{n}" for n in range(MAX_KEYWORDS + 1))
+    text = plan.read_text(encoding="utf-8")
+    plan.write_text(text.replace("    kind: group\n", f"    kind: group\n    keywords: [{words}]\n", 1))
+    status, _out, err = inproc("plan", "check", str(plan))
+    assert status == 2
+    assert f"connections[1].keywords: at most {MAX_KEYWORDS} keywords per connection" in err

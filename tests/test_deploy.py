@@ -804,6 +804,7 @@ def test_every_circleback_variable_in_deploy_is_one_the_config_reads(
     samples = {
         "CIRCLEBACK_HTTP_PORT": "8765",
         "CIRCLEBACK_LOG_FORMAT": "json",
+        "CIRCLEBACK_LOG_LEVEL": "debug",
     }
     seen: set[str] = set()
     for path in [SYSTEM_UNIT, USER_UNIT, ENV_EXAMPLE, DOCKERFILE, COMPOSE, PLIST, README]:

@@ -236,7 +236,9 @@ def test_rule_timezone_is_not_empty() -> None:
     assert str(issue) == "plan.yaml:2:11: timezone: must not be empty"
 
 
-@pytest.mark.parametrize("zone", ["UTC", "America/Argentina/Buenos_Aires", "Etc/GMT+5", "Asia/Kolkata"])
+@pytest.mark.parametrize(
+    "zone", ["UTC", "America/Argentina/Buenos_Aires", "Asia/Kolkata", "Europe/Amsterdam", "America/Phoenix"]
+)
 def test_timezone_accepts_real_zones(zone: str) -> None:
     assert parse_plan(edit("timezone: Europe/London", f"timezone: {zone}"), "plan.yaml").timezone == zone
 
@@ -598,3 +600,103 @@ def test_control_characters_in_text_are_refused() -> None:
 def test_names_starting_with_at_are_reserved_for_the_log() -> None:
     issue = only_issue(edit("name: Grace Hopper", 'name: "@review"'))
     assert (issue.field, issue.message) == ("connections[0].name", "must not start with '@'")
+
+
+# -- zones that do not follow a place's summer time ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("zone", "suggestion"),
+    [
+        ("EST", "America/New_York"),
+        ("EST5EDT", "America/New_York"),
+        ("MST", "America/Denver"),
+        ("HST", "Pacific/Honolulu"),
+        ("US/Eastern", "America/New_York"),
+        ("US/Pacific", "America/Los_Angeles"),
+        ("Etc/GMT+5", None),
+        ("GB", "Europe/London"),
+        ("Asia/Calcutta", "Asia/Kolkata"),
+    ],
+)
+def test_rule_timezone_is_a_location_not_a_fixed_offset_or_legacy_name(
+    zone: str, suggestion: str | None
+) -> None:
+    issue = only_issue(edit("timezone: Europe/London", f"timezone: {zone}"))
+    assert (issue.line, issue.column, issue.field) == (2, 11, "timezone")
+    assert issue.message.startswith(f"'{zone}' is a fixed-offset or legacy zone name")
+    if suggestion is not None:
+        assert issue.message.endswith(f"use the location zone '{suggestion}'")
+    else:
+        assert issue.message.endswith("use a location zone such as 'America/New_York'")
+
+
+def test_a_legacy_zone_would_have_shifted_touchpoints_in_summer() -> None:
+    # Why the rule exists: EST never moves to summer time, so 09:00 EST is 10:00 in New York in July.
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    july = datetime(2026, 7, 1, 9, tzinfo=ZoneInfo("EST"))
+    assert july.astimezone(ZoneInfo("America/New_York")).hour == 10
+
+
+# -- upper bounds: a number too large for the calendar is bad input, never a crash -------------------
+
+
+@pytest.mark.parametrize(
+    "every", ["999999999 weeks", "53 weeks", "13 months", "5 quarters", "99999999999999999999 years"]
+)
+def test_rule_cadence_is_at_most_a_year(every: str) -> None:
+    issue = only_issue(edit("every: 2 weeks", f"every: {every}"))
+    assert (issue.line, issue.column, issue.field) == (10, 12, "connections[0].every")
+    assert issue.message == f"cadence '{every}' is too long: at most a year (52 weeks or 12 months)"
+
+
+@pytest.mark.parametrize("every", ["52 weeks", "12 months", "4 quarters", "year"])
+def test_a_yearly_cadence_is_accepted(every: str) -> None:
+    plan = parse_plan(edit("every: 2 weeks", f"every: {every}"), "plan.yaml")
+    assert plan.connections[0].every.approx_days() <= 366
+
+
+@pytest.mark.parametrize(
+    "duration", ["99999999999h", "9h", "481m", "99999999999999999999m", "1h99999999999m"]
+)
+def test_rule_duration_too_long_is_an_issue_not_a_crash(duration: str) -> None:
+    issue = only_issue(edit("duration: 1h", f"duration: {duration}"))
+    assert (issue.line, issue.field) == (17, "connections[1].duration")
+    assert issue.message == f"duration '{duration}' is longer than a working day (8h at most)"
+
+
+# -- keywords ----------------------------------------------------------------------------------------
+
+
+def _with_keywords(words: list[str]) -> str:
+    return edit("    kind: group\n", "    kind: group\n    keywords: [" + ", ".join(words) + "]\n")
+
+
+def test_keywords_are_deduplicated_case_insensitively_in_order() -> None:
+    plan = parse_plan(_with_keywords(["Meetup", "WIT", "meetup", "wit", "London"]), "plan.yaml")
+    assert plan.connections[1].keywords == ("meetup", "wit", "london")
+
+
+def test_rule_at_most_max_keywords_per_connection() -> None:
+    from schedules.plan import MAX_KEYWORDS
+
+    words = [f"w{n}" for n in range(MAX_KEYWORDS + 1)]
+    issue = only_issue(_with_keywords(words))
+    assert (issue.line, issue.field) == (14, "connections[1].keywords")
+    assert issue.message == (
+        f"at most {MAX_KEYWORDS} keywords per connection (found {MAX_KEYWORDS + 1}): "
+        "keep the words that name this connection's meetings"
+    )
+    assert len(parse_plan(_with_keywords(words[:-1]), "plan.yaml").connections[1].keywords) == MAX_KEYWORDS
+
+
+def test_numbers_with_thousands_of_digits_are_issues_not_crashes() -> None:
+    # int() refuses strings of more than 4300 digits with a ValueError that is not a CadenceError.
+    digits = "9" * 5000
+    text = edit("duration: 1h", f"duration: {digits}h", edit("every: 2 weeks", f"every: {digits} weeks"))
+    every, duration = issues_of(text)
+    assert every.field == "connections[0].every" and "is too long: at most a year" in every.message
+    assert duration.field == "connections[1].duration"
+    assert duration.message.endswith("is longer than a working day (8h at most)")
