@@ -853,3 +853,79 @@ def test_stand_alone_server_prints_its_url_and_serves(command: list[str]) -> Non
 
     assert url.startswith("http://127.0.0.1:")
     assert listed["items"] == []
+
+
+# --- more Google behaviour the connector relies on ------------------------------------------------------
+
+
+def test_service_account_with_subject_acts_as_that_user(fake_google: FakeGoogle) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from google.oauth2 import service_account
+
+    fake_google.add_user(OWNER)
+    fake_google.add_service_account("circleback@project.iam.gserviceaccount.com")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    info = {
+        "type": "service_account",
+        "client_email": "circleback@project.iam.gserviceaccount.com",
+        "private_key": pem,
+        "private_key_id": "k1",
+        "token_uri": fake_google.token_uri,
+    }
+    base = service_account.Credentials.from_service_account_info(info, scopes=SCOPES)  # type: ignore[no-untyped-call]
+    as_ada = service_for(fake_google, base.with_subject(OWNER))
+    as_stranger = service_for(fake_google, base.with_subject("nobody@example.com"))
+
+    as_ada.events().insert(calendarId="primary", body={"id": "sa000001", **timed(T0)}).execute()
+    with pytest.raises(RefreshError) as raised:
+        as_stranger.events().list(calendarId="primary").execute()
+
+    assert [e["id"] for e in fake_google.events(OWNER)] == ["sa000001"]
+    assert "invalid_grant" in str(raised.value)
+
+
+def test_incremental_single_events_carries_changed_instances_and_the_log_shows_the_token(
+    calendar: Any, fake_google: FakeGoogle
+) -> None:
+    body = {
+        "id": "recur0002",
+        "start": {"dateTime": "2026-12-07T15:00:00Z", "timeZone": "UTC"},
+        "end": {"dateTime": "2026-12-07T15:30:00Z", "timeZone": "UTC"},
+        "recurrence": ["RRULE:FREQ=WEEKLY;COUNT=3"],
+    }
+    calendar.events().insert(calendarId="primary", body=body).execute()
+    _, token, _ = list_all(calendar, singleEvents=True)
+    moved_at = datetime(2026, 12, 15, 9, 0, tzinfo=UTC)
+    fake_google.person_moves(OWNER, "recur0002_20261214T150000Z", moved_at, moved_at + timedelta(minutes=30))
+    fake_google.clear_log()
+
+    changes, _, _ = list_all(calendar, singleEvents=True, syncToken=token)
+
+    assert [(e["id"], e["start"]["dateTime"]) for e in changes] == [
+        ("recur0002_20261214T150000Z", "2026-12-15T09:00:00+00:00")
+    ]
+    assert changes[0]["originalStartTime"]["dateTime"] == "2026-12-14T15:00:00+00:00"
+    [call] = fake_google.api_calls()
+    assert call.method == "GET" and call.query["syncToken"] == [token]
+
+
+def test_api_endpoint_without_the_service_path_is_404_like_google(fake_google: FakeGoogle) -> None:
+    # client_options.api_endpoint replaces rootUrl + servicePath: the root alone misses "calendar/v3/".
+    creds = credentials(fake_google, fake_google.add_user(OWNER))
+    wrong = build(
+        "calendar",
+        "v3",
+        credentials=creds,
+        static_discovery=True,
+        client_options={"api_endpoint": fake_google.url},
+    )
+
+    with pytest.raises(HttpError) as raised:
+        wrong.events().list(calendarId="primary").execute()
+
+    assert raised.value.status_code == 404
+    assert fake_google.round_trips("other")[0].path == "/calendars/primary/events"
