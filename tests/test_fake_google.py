@@ -929,3 +929,66 @@ def test_api_endpoint_without_the_service_path_is_404_like_google(fake_google: F
 
     assert raised.value.status_code == 404
     assert fake_google.round_trips("other")[0].path == "/calendars/primary/events"
+
+
+def test_conditional_get_with_the_current_etag_is_304(calendar: Any) -> None:
+    created = calendar.events().insert(calendarId="primary", body={"id": "cond0002", **timed(T0)}).execute()
+    request = calendar.events().get(calendarId="primary", eventId="cond0002")
+    request.headers["If-None-Match"] = created["etag"]
+
+    with pytest.raises(HttpError) as raised:
+        request.execute()
+
+    assert raised.value.status_code == 304
+
+
+def test_updated_min_lists_changes_including_deletions(calendar: Any, fake_google: FakeGoogle) -> None:
+    calendar.events().insert(calendarId="primary", body={"id": "old00001", **timed(T0)}).execute()
+    time.sleep(0.01)
+    since = datetime.now(UTC)
+    time.sleep(0.01)
+    fake_google.person_deletes(OWNER, "old00001")
+    calendar.events().insert(calendarId="primary", body={"id": "fresh001", **timed(T0)}).execute()
+
+    changed = calendar.events().list(calendarId="primary", updatedMin=since.isoformat()).execute()["items"]
+
+    assert {e["id"]: e["status"] for e in changed} == {"old00001": "cancelled", "fresh001": "confirmed"}
+
+
+def test_a_shared_calendar_is_readable_by_its_reader_and_the_persons_own_events_appear(
+    fake_google: FakeGoogle,
+) -> None:
+    grace = service_for(fake_google, credentials(fake_google, fake_google.add_user(CONTACT)))
+    fake_google.add_user(OWNER)
+    fake_google.add_calendar("board@group.calendar.google.com", OWNER, readers=(CONTACT,))
+    meeting = timed(T0, attendees=[{"email": OWNER}, {"email": CONTACT.upper()}])
+    fake_google.person_inserts("board@group.calendar.google.com", {"id": "board001", **meeting})
+
+    seen = grace.events().list(calendarId="board@group.calendar.google.com").execute()["items"]
+
+    assert [e["id"] for e in seen] == ["board001"]
+    assert [a["email"] for a in seen[0]["attendees"]] == [OWNER, CONTACT.upper()]
+
+
+def test_a_fault_on_the_batch_envelope_fails_the_whole_batch(calendar: Any, fake_google: FakeGoogle) -> None:
+    batch = BatchHttpRequest(batch_uri=fake_google.batch_uri)
+    batch.add(calendar.events().insert(calendarId="primary", body=timed(T0)))
+    fake_google.faults.fail_next(1, "503", targets=("batch",))
+
+    with pytest.raises(HttpError) as raised:
+        batch.execute()
+
+    assert raised.value.status_code == 503
+    assert fake_google.events(OWNER) == []
+
+
+def test_faults_can_target_one_kind_of_call(calendar: Any, fake_google: FakeGoogle) -> None:
+    fake_google.faults.fail_next(1, "500", match=lambda call: call.method == "POST")
+
+    listed = calendar.events().list(calendarId="primary").execute()
+    with pytest.raises(HttpError) as raised:
+        calendar.events().insert(calendarId="primary", body=timed(T0)).execute()
+
+    assert listed["items"] == []
+    assert raised.value.status_code == 500
+    assert [(c.method, c.fault) for c in fake_google.api_calls()] == [("GET", None), ("POST", "error:500")]
