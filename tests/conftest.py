@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from fake_google import FakeGoogle
 from psycopg import sql
 
 PG_HOST = "127.0.0.1"
@@ -112,3 +113,10 @@ def db_url(request: pytest.FixtureRequest) -> str:
     url = request.getfixturevalue(fixture)
     assert isinstance(url, str)
     return url
+
+
+@pytest.fixture
+def fake_google() -> Iterator[FakeGoogle]:
+    """A fresh fake Google Calendar (tests/fake_google) on an ephemeral 127.0.0.1 port, for one test."""
+    with FakeGoogle() as fake:
+        yield fake
