@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -38,7 +38,16 @@ from icalendar import (
 )
 
 from connectors.atomic import write_atomic
-from connectors.base import Applied, ConnectorError
+from connectors.base import (
+    EMPTY_PLACEMENTS,
+    EMPTY_STATE,
+    Applied,
+    CalendarState,
+    Capability,
+    ConnectorError,
+    Placement,
+    results_for,
+)
 from schedules.model import Plan
 from schedules.occurrence import Occurrence, OccurrenceKind, Revision
 
@@ -147,8 +156,18 @@ class FeedFile:
         self.refresh = refresh
         self.name = connector
 
-    def apply(self, desired: Sequence[Revision]) -> Applied:
-        """Render the full desired set and replace the file; report what changed against the old file."""
+    capabilities = frozenset({Capability.WRITE})
+
+    def apply(
+        self,
+        desired: Sequence[Revision],
+        *,
+        placements: Mapping[str, Placement] = EMPTY_PLACEMENTS,
+        state: CalendarState = EMPTY_STATE,
+    ) -> Applied:
+        """Render the full desired set and replace the file; report what changed against the old file.
+
+        The file is written whole or not at all, so every event has the same outcome."""
         warnings: list[str] = []
         old_bytes = self._read_previous(warnings)
         try:
@@ -157,7 +176,7 @@ class FeedFile:
             raise ConnectorError(self.name, f"cannot render {self.path}: {exc}", retryable=False) from exc
 
         if new_bytes == old_bytes:
-            return Applied(warnings=tuple(warnings))
+            return Applied(warnings=tuple(warnings), results=results_for(desired, (), (), (), _uid))
         before: dict[str, bytes] = {}
         if old_bytes is not None:
             try:
@@ -173,11 +192,15 @@ class FeedFile:
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise ConnectorError(self.name, f"cannot write {self.path}: {reason}") from exc
+        created = tuple(key for key in after if key not in before)
+        updated = tuple(key for key in after if key in before and before[key] != after[key])
+        removed = tuple(sorted(key for key in before if key not in after))
         return Applied(
-            created=tuple(key for key in after if key not in before),
-            updated=tuple(key for key in after if key in before and before[key] != after[key]),
-            removed=tuple(sorted(key for key in before if key not in after)),
+            created=created,
+            updated=updated,
+            removed=removed,
             warnings=tuple(warnings),
+            results=results_for(desired, created, updated, removed, _uid),
         )
 
     def _read_previous(self, warnings: list[str]) -> bytes | None:
@@ -193,6 +216,10 @@ class FeedFile:
 
 
 # --- events ------------------------------------------------------------------------------------------
+
+
+def _uid(revision: Revision) -> str:
+    return revision.occurrence.uid
 
 
 def _zone(name: str) -> ZoneInfo:

@@ -14,7 +14,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from connectors.base import ConnectorError
+from connectors.base import EMPTY_STATE, CalendarState, Capability, ConnectorError
 from connectors.fetch import Fetcher, FetchResult, redact
 from connectors.ics_parse import ParsedCalendar, expand, load_calendar, resolve_zone
 from schedules.events import Interval, Snapshot
@@ -63,7 +63,9 @@ class IcsSource:
     def __repr__(self) -> str:
         return f"IcsSource({self.name!r}, {redact(self.location)!r})"
 
-    def read(self, window: Interval) -> Snapshot:
+    capabilities = frozenset({Capability.READ})
+
+    def read(self, window: Interval, state: CalendarState = EMPTY_STATE) -> Snapshot:
         """Busy time and observations in `window`; raises ConnectorError only when no copy exists at all."""
         notes: list[str] = []
         result, stale = self._fetch(notes)

@@ -27,7 +27,17 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-from connectors.base import Applied, ConnectorError
+from connectors.base import (
+    EMPTY_PLACEMENTS,
+    EMPTY_STATE,
+    Applied,
+    CalendarState,
+    Capability,
+    ConnectorError,
+    EventResult,
+    Outcome,
+    Placement,
+)
 from schedules.events import (
     Attendee,
     Interval,
@@ -84,8 +94,13 @@ _OWNED = ("start", "end", "summary", "description", "cancelled", "transparent", 
 class MemoryCalendar:
     """Implements both `connectors.base.Reader` and `connectors.base.Writer` over events kept in memory."""
 
+    capabilities = frozenset({Capability.READ, Capability.WRITE})
+
     def __init__(self, name: str = "memory", *, owner_emails: Collection[str] = ()) -> None:
         self.name = name
+        # Occurrence keys whose next write fails, with the reason and whether a retry may help: a real
+        # calendar refuses single events (quota, a conflict, a validation error) while taking the rest.
+        self.failing: dict[str, tuple[str, bool]] = {}
         self.owner_emails = frozenset(email.strip().casefold() for email in owner_emails)
         self._events: dict[str, MemoryEvent] = {}
         self._lock = threading.Lock()
@@ -168,8 +183,29 @@ class MemoryCalendar:
 
     # --- Writer ------------------------------------------------------------------------------------
 
-    def apply(self, desired: Sequence[Revision]) -> Applied:
+    def fail_writes(
+        self, key: str, reason: str = "refused by the calendar", *, retryable: bool = True
+    ) -> None:
+        """Make every write of occurrence `key` fail until `heal` (a person's calendar refusing one event)."""
+        self.failing[key] = (reason, retryable)
+
+    def heal(self, key: str | None = None) -> None:
+        if key is None:
+            self.failing.clear()
+        else:
+            self.failing.pop(key, None)
+
+    def apply(
+        self,
+        desired: Sequence[Revision],
+        *,
+        placements: Mapping[str, Placement] = EMPTY_PLACEMENTS,
+        state: CalendarState = EMPTY_STATE,
+    ) -> Applied:
         """Make circleback's events equal to `desired`; report the keys created, updated and removed.
+
+        Events are found by their key, so `placements` only matter as the store's belief; the result
+        per event says where each one is now. A key marked with `fail_writes` fails alone.
 
         Invalid input (a key twice, an event ending before or when it starts, a negative SEQUENCE) raises
         a non-retryable ConnectorError before anything changes. An occurrence whose UID is taken by an event
@@ -182,9 +218,16 @@ class MemoryCalendar:
             created: list[str] = []
             updated: list[str] = []
             warnings: list[str] = []
+            results: list[EventResult] = []
             for revision in ordered:
                 occ = revision.occurrence
                 old = owned.get(occ.key)
+                if occ.key in self.failing:
+                    reason, retryable = self.failing[occ.key]
+                    before = placements.get(occ.key)
+                    action = "create" if old is None else "update"
+                    results.append(EventResult(occ.key, action, Outcome.FAILED, before, reason, retryable))
+                    continue
                 if old is None:
                     taken = self._events.get(occ.uid)
                     if taken is not None:
@@ -195,6 +238,7 @@ class MemoryCalendar:
                         continue
                     self._events[occ.uid] = self._from_revision(revision, occ.uid, revision.sequence)
                     created.append(occ.key)
+                    results.append(EventResult(occ.key, "create", placement=self._placement(occ.uid)))
                     continue
                 wanted = self._from_revision(revision, old.uid, old.sequence)
                 if _owned_fields(wanted) != _owned_fields(old):
@@ -204,18 +248,36 @@ class MemoryCalendar:
                         wanted, attendees=old.attendees, organizer=old.organizer, sequence=sequence
                     )
                     updated.append(occ.key)
+                    results.append(EventResult(occ.key, "update", placement=self._placement(old.uid)))
+                else:
+                    results.append(EventResult(occ.key, "keep", placement=self._placement(old.uid)))
             keep = {r.occurrence.key for r in desired}
-            removed = sorted(key for key in owned if key not in keep)
+            removed = sorted(key for key in owned if key not in keep and key not in self.failing)
             for key in removed:
                 del self._events[owned[key].uid]
+                results.append(EventResult(key, "delete"))
+            for key in sorted(k for k in owned if k not in keep and k in self.failing):
+                reason, retryable = self.failing[key]
+                results.append(
+                    EventResult(key, "delete", Outcome.FAILED, placements.get(key), reason, retryable)
+                )
         return Applied(
-            created=tuple(created), updated=tuple(updated), removed=tuple(removed), warnings=tuple(warnings)
+            created=tuple(created),
+            updated=tuple(updated),
+            removed=tuple(removed),
+            warnings=tuple(warnings),
+            results=tuple(sorted(results, key=lambda r: r.key)),
         )
+
+    def _placement(self, uid: str) -> Placement:
+        event = self._events[uid]
+        assert event.circleback_key is not None
+        return Placement(event.circleback_key, uid, etag=str(event.sequence), sequence=event.sequence)
 
     # --- Reader ------------------------------------------------------------------------------------
 
-    def read(self, window: Interval) -> Snapshot:
-        """Busy time and every event overlapping `window`, in order of start."""
+    def read(self, window: Interval, state: CalendarState = EMPTY_STATE) -> Snapshot:
+        """Busy time and every event overlapping `window`, in order of start (no state: always full)."""
         with self._lock:
             seen = [e for e in self._events.values() if e.overlaps(window) and not self._declined(e)]
         seen.sort(key=lambda e: (e.start, e.end, e.uid))

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from connectors.base import ConnectorError, Reader
+from connectors.base import EMPTY_STATE, CalendarState, ConnectorError, Reader
 from schedules.events import Interval, Snapshot
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class GuardedReader:
     def refreshed_at(self) -> datetime | None:
         return self._last_at if self.health.ok else None
 
-    def read(self, window: Interval) -> Snapshot:
+    def read(self, window: Interval, state: CalendarState = EMPTY_STATE) -> Snapshot:
         """The calendar's data: the last refresh while it is fresh (the service refreshes each calendar
         in its own job), otherwise a refresh now. Raises ConnectorError only with no copy at all."""
         with self._lock:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from connectors.base import ConnectorError
+from connectors.base import EMPTY_STATE, CalendarState, ConnectorError
 from daemon.backoff import GuardedReader, backoff_delay
 from schedules.events import Interval, Snapshot
 
@@ -24,7 +24,7 @@ class FlakyCalendar:
         self.answers = answers
         self.calls = 0
 
-    def read(self, window: Interval) -> Snapshot:
+    def read(self, window: Interval, state: CalendarState = EMPTY_STATE) -> Snapshot:
         answer = self.answers[min(self.calls, len(self.answers) - 1)]
         self.calls += 1
         if isinstance(answer, ConnectorError):

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from icalendar import Calendar, Event
 
 from connectors.atomic import write_atomic
-from connectors.base import Applied, ConnectorError, Reader, Writer
+from connectors.base import Applied, ConnectorError, Outcome, Reader, Writer
 from connectors.ics_feed import FeedFile
 from connectors.ics_source import IcsSource
 from connectors.memory import MemoryCalendar, MemoryEvent, shared_calendar
@@ -164,6 +164,22 @@ class Harness(abc.ABC):
         applied = self.writer.apply(desired)
         for keys in (applied.created, applied.updated, applied.removed):
             assert len(set(keys)) == len(keys), f"a key reported twice: {applied}"
+        # One result per event touched, agreeing with the key lists: nothing written hides as failed, and
+        # no failure hides as written.
+        by_key = {r.key: r for r in applied.results}
+        assert len(by_key) == len(applied.results), f"a key has two results: {applied.results}"
+        assert {r.occurrence.key for r in desired} <= set(by_key), "every desired event has a result"
+        for action, keys in (
+            ("create", applied.created),
+            ("update", applied.updated),
+            ("delete", applied.removed),
+        ):
+            assert {k for k, r in by_key.items() if r.action == action and r.outcome is Outcome.DONE} == set(
+                keys
+            )
+        for key, result in by_key.items():
+            if result.outcome is Outcome.DONE and result.action != "delete":
+                assert result.placement is not None and result.placement.key == key
         return applied
 
     def read(self, window: Interval) -> Snapshot:
@@ -387,7 +403,7 @@ def test_applying_the_same_set_again_changes_nothing(writable: Harness) -> None:
     before = writable.read(WINDOW)
     # The next cycle carries the same revisions forward (a later `now`, nothing changed) in another order.
     again = then(revisions, reversed(DESIRED), days=3)
-    assert writable.apply(again) == Applied()
+    assert changes(writable.apply(again)) == Applied()
     assert writable.read(WINDOW) == before
 
 
@@ -714,7 +730,7 @@ def test_memory_apply_undoes_a_persons_edit_of_our_fields() -> None:
     assert calendar.apply(revisions).updated == (REVIEW_APRIL.key,)
     event = calendar.events[REVIEW_APRIL.uid]
     assert (event.summary, event.transparent) == (REVIEW_APRIL.title, False)
-    assert calendar.apply(revisions) == Applied()
+    assert changes(calendar.apply(revisions)) == Applied()
 
 
 def test_a_touchpoint_the_person_moved_completes_at_its_new_time() -> None:
@@ -809,3 +825,25 @@ def test_the_registry_hands_out_one_memory_calendar_per_name() -> None:
     assert isinstance(reader, Reader) and isinstance(writer, Writer)
     with pytest.raises(TypeError):
         make_reader("memory", location="x.ics")
+
+
+def changes(applied: Applied) -> Applied:
+    """What a write changed (keys by action, warnings), without the per-event results every write has."""
+    return Applied(applied.created, applied.updated, applied.removed, applied.warnings)
+
+
+def test_memory_one_refused_event_fails_alone_and_the_rest_is_written() -> None:
+    # Issue 9: a partial failure leaves the rest written and is reported per event, never as placed.
+    calendar = MemoryCalendar("memory")
+    revisions = first(DESIRED)
+    refused = revisions[1].occurrence.key
+    calendar.fail_writes(refused, "quota exceeded", retryable=True)
+    applied = calendar.apply(revisions)
+    (failure,) = applied.failed
+    assert failure.key == refused and failure.reason == "quota exceeded" and failure.retryable
+    assert failure.placement is None, "nothing of it was placed"
+    held = {e.circleback_key for e in calendar.events.values()}
+    assert held == {r.occurrence.key for r in revisions} - {refused}
+    calendar.heal()
+    retried = calendar.apply(revisions)
+    assert not retried.failed and retried.created == (refused,), "the retry writes only what was missing"

@@ -625,7 +625,7 @@ def test_first_apply_creates_every_event_and_writes_the_rendered_bytes(tmp_path:
     path = tmp_path / "feed.ics"
     applied = FeedFile(path, plan=PLAN, name="Ada").apply(DST_REVISIONS)
     ordered = sorted(DST_REVISIONS, key=lambda r: (r.occurrence.start, r.occurrence.uid))
-    assert applied == Applied(created=tuple(r.occurrence.key for r in ordered))
+    assert changes(applied) == Applied(created=tuple(r.occurrence.key for r in ordered))
     assert path.read_bytes() == render_feed(DST_REVISIONS, plan=PLAN, name="Ada")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert temp_files(tmp_path) == []
@@ -636,7 +636,7 @@ def test_an_unchanged_apply_reports_nothing_and_leaves_the_file_alone(tmp_path: 
     feed = FeedFile(path, plan=PLAN)
     feed.apply(DST_REVISIONS)
     before = path.stat()
-    assert feed.apply(list(reversed(DST_REVISIONS))) == Applied()
+    assert changes(feed.apply(list(reversed(DST_REVISIONS)))) == Applied()
     after = path.stat()
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
@@ -659,7 +659,7 @@ def test_apply_reports_created_updated_and_removed(tmp_path: Path) -> None:
         applied = feed.apply(second)
         # The old file was replaced, not rewritten in place: an open reader still sees the old bytes.
         assert old_handle.read() == render_feed(first, plan=PLAN)
-    assert applied == Applied(
+    assert changes(applied) == Applied(
         created=(occurrences[4].key,), updated=(moved.key,), removed=(occurrences[2].key,)
     )
     assert path.read_bytes() == render_feed(second, plan=PLAN)
@@ -702,7 +702,7 @@ def test_foreign_events_in_the_old_file_are_not_reported(tmp_path: Path) -> None
         b"DTSTAMP:20250101T000000Z\r\nDTSTART:20250101T100000Z\r\nSUMMARY:Lunch\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
     )
     applied = FeedFile(path, plan=PLAN).apply(DST_REVISIONS[:1])
-    assert applied == Applied(created=(DST_REVISIONS[0].occurrence.key,))
+    assert changes(applied) == Applied(created=(DST_REVISIONS[0].occurrence.key,))
 
 
 def test_a_render_failure_leaves_the_old_file_intact(tmp_path: Path) -> None:
@@ -838,3 +838,8 @@ def test_year_span_keeps_bytes_stable_while_the_window_moves_within_a_year() -> 
     assert vtimezone_text(c) != vtimezone_text(a)
     assert "DTSTART:20260101T000000" in vtimezone_text(c)
     assert date(2026, 1, 5) == utc(vevents(c)[0]["DTSTART"].dt).date()
+
+
+def changes(applied: Applied) -> Applied:
+    """What a write changed (keys by action, warnings), without the per-event results every write has."""
+    return Applied(applied.created, applied.updated, applied.removed, applied.warnings)
