@@ -27,13 +27,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
+from urllib.parse import unquote
 
 from icalendar import Component, vDDDLists, vDDDTypes, vText
 from icalendar.timezone import tzp
 from recurring_ical_events import EventAdapter, Occurrence, Series
 
 from connectors.ics_blocks import Block, lex
-from connectors.ics_feed import KEY_MARKER, KEY_MARKER_RE
+from connectors.ics_feed import KEY_MARKER, KEY_MARKER_RE, circleback_key
 from schedules.events import Attendee, Interval, Observation, PartStat, Snapshot, is_circleback_event
 
 # A series denser than this is a broken or hostile rule; expanding it could take minutes.
@@ -534,7 +535,7 @@ def _details(component: Component) -> _Details:
         organizer=_address(component.get("ORGANIZER")),
         cancelled=_text(component.get("STATUS")).strip().upper() == "CANCELLED",
         blocks=_blocks(component, all_day=not isinstance(start, datetime)),
-        circleback_key=_text(component.get("X-CIRCLEBACK-KEY")).strip() or _key_in(component),
+        circleback_key=(circleback_key(component) or "").strip() or _key_in(component),
         recurrence_id=rid.dt if rid is not None else None,
         start=start,
     )
@@ -599,14 +600,23 @@ def _address(value: Any) -> str | None:
         value = value[0] if value else None
     if value is None:
         return None
-    text = str(value).strip()
-    if text[:7].lower() == "mailto:":
-        text = text[7:]
-    text = text.strip().lower()
+    text = normalise_address(str(value))
     if "@" in text:
         return text
-    email = str(getattr(value, "params", {}).get("EMAIL", "")).strip().strip('"').lower()
+    email = normalise_address(str(getattr(value, "params", {}).get("EMAIL", "")).strip('"'))
     return email if "@" in email else None
+
+
+def normalise_address(text: str) -> str:
+    """An address as mail clients write it into calendars, reduced to `name@domain` in lower case:
+    `MAILTO:` in any case, `<...>` around it, a `?subject=...` after it, percent-encoding (RFC 6068)."""
+    text = text.strip()
+    if text[:7].lower() == "mailto:":
+        text = text[7:]
+    text = unquote(text.partition("?")[0]).strip()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1].strip()
+    return text.lower()
 
 
 def _text(value: Any) -> str:

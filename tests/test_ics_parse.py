@@ -507,3 +507,38 @@ def test_a_copy_with_a_new_uid_is_recognised_by_the_key_in_its_description() -> 
     assert seen["Nurture: Grace Hopper"].circleback_key == "touchpoint:grace hopper:2025-W02"
     assert seen["Notes"].circleback_key is None, "the marker only counts at the start of a line"
     assert spans(snapshot) == [(utc(10, 15), utc(10, 15, 30))], "the copy is ours: it never blocks"
+
+
+# --- keys and addresses as other calendars write them back ---------------------------------------------
+
+
+def test_a_key_returned_without_value_text_is_unescaped_as_the_writer_does() -> None:
+    # Calendars that round-trip the feed drop `;VALUE=TEXT`; the comma in "Smith, Jane" stays escaped.
+    copy = (
+        "UID:cb-0123456789abcdef01234567@circleback.invalid\nDTSTART:20250109T100000Z\n"
+        "DTEND:20250109T103000Z\nSUMMARY:Nurture: Smith, Jane\n"
+        "X-CIRCLEBACK-KEY:touchpoint:smith\\, jane\\;sr:2025-W02"
+    )
+    (observation,) = parse_calendar(calendar(copy), "work", WINDOW).observations
+    assert observation.circleback_key == "touchpoint:smith, jane;sr:2025-W02"
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "mailto:<grace@example.com>",
+        "mailto:grace@example.com?subject=Coffee",
+        "MAILTO:Grace@Example.com",
+        "mailto:grace%40example.com",
+        "mailto:%3Cgrace@example.com%3E",
+        " mailto: <GRACE@example.com> ",
+    ],
+)
+def test_attendee_and_organizer_addresses_are_normalised(written: str) -> None:
+    event = (
+        "UID:m@x\nDTSTART:20250109T100000Z\nDTEND:20250109T110000Z\nSUMMARY:Coffee\n"
+        f"ORGANIZER:{written}\nATTENDEE;PARTSTAT=ACCEPTED:{written}"
+    )
+    (observation,) = parse_calendar(calendar(event), "work", WINDOW).observations
+    assert observation.organizer == "grace@example.com"
+    assert observation.attendees == (Attendee("grace@example.com", PartStat.ACCEPTED),)
