@@ -24,9 +24,9 @@ import hashlib
 import sys
 import threading
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from time import monotonic
 from typing import Any
@@ -54,6 +54,10 @@ CALENDAR_MAX_INSTANCES = 50_000  # instances of all series together in one windo
 CALENDAR_MAX_STEPS = 2_000_000
 CALENDAR_MAX_SECONDS = 60.0
 MAX_INSTANCES = SERIES_MAX_INSTANCES  # the name earlier releases used
+# A calendar with more warnings than this shows the first few and a count: a broken export can hold a
+# hundred thousand of the same mistake, and logging each one helps nobody.
+MAX_WARNINGS = 10
+WARNING_EXAMPLES = 5
 
 # Everything the reader looks at; the lexer leaves the rest of an event out before parsing.
 _READ = frozenset(
@@ -160,7 +164,17 @@ def parse_calendar(
     owner_emails: Collection[str] = (),
 ) -> Snapshot:
     """Busy time and observations for event instances overlapping `window`; never raises on bad content."""
-    return expand(load_calendar(data, source, default_tz=default_tz), window, owner_emails=owner_emails)
+    snapshot = expand(load_calendar(data, source, default_tz=default_tz), window, owner_emails=owner_emails)
+    return replace(snapshot, warnings=summarise_warnings(source, snapshot.warnings))
+
+
+def summarise_warnings(source: str, warnings: Sequence[str]) -> tuple[str, ...]:
+    """All the warnings, or with more than MAX_WARNINGS the first few and a count of the rest."""
+    if len(warnings) <= MAX_WARNINGS:
+        return tuple(warnings)
+    rest = len(warnings) - WARNING_EXAMPLES
+    summary = f"{source}: {rest:,} more warning(s) like these ({len(warnings):,} in all)"
+    return (*warnings[:WARNING_EXAMPLES], summary)
 
 
 def load_calendar(data: bytes, source: str, *, default_tz: str | None = None) -> ParsedCalendar:
@@ -180,7 +194,9 @@ def expand(
     owner_emails: Collection[str] = (),
     budget: Budget | None = None,
 ) -> Snapshot:
-    """The instances of a parsed calendar overlapping `window`, recurrences expanded within `budget`."""
+    """The instances of a parsed calendar overlapping `window`, recurrences expanded within `budget`.
+
+    Every warning is returned, however many; callers summarise (`summarise_warnings`)."""
     owners = frozenset(email.strip().casefold() for email in owner_emails)
     warnings = list(parsed.warnings)
     seen = [item for item in parsed.singles if _overlaps(item.observation, window)]
@@ -448,8 +464,37 @@ class _Loader:
         singles: list[_Seen] = []
         recurring: list[_Recurring] = []
         for uid, group in groups.items():
-            self._group(uid, group, singles, recurring)
+            for part in self._by_master(uid, group):
+                self._group(uid, part, singles, recurring)
         return self._result(singles, recurring)
+
+    def _by_master(
+        self, uid: str, group: list[tuple[Block, Component]]
+    ) -> list[list[tuple[Block, Component]]]:
+        """One group per event: a UID should name one event (or one series with its moved instances), but
+        some exports give one UID to several events. Read together, the library would keep one of them and
+        drop the rest without a word, and a dropped busy event lets a touchpoint land on top of it; so each
+        is read on its own. An event repeated word for word is read once."""
+        masters: list[tuple[Block, Component]] = []
+        seen: set[tuple[str, ...]] = set()
+        for block, component in group:
+            if "RECURRENCE-ID" in component:
+                continue
+            text = tuple(line for line in block.lines if not line.upper().startswith("DTSTAMP"))
+            if text not in seen:
+                seen.add(text)
+                masters.append((block, component))
+        if len(masters) <= 1:
+            overrides = [item for item in group if "RECURRENCE-ID" in item[1]]
+            return [masters + overrides]
+        self.warnings.append(
+            f"{self.source}: line {masters[0][0].line}: event {uid!r}: {len(masters)} different events share "
+            "this UID; all are kept as busy time"
+        )
+        # The moved instances go with the master the library would have chosen: the highest SEQUENCE.
+        chosen = max(range(len(masters)), key=lambda i: (_sequence(masters[i][1]), -i))
+        overrides = [item for item in group if "RECURRENCE-ID" in item[1]]
+        return [[master, *(overrides if i == chosen else [])] for i, master in enumerate(masters)]
 
     def _result(self, singles: list[_Seen], recurring: list[_Recurring]) -> ParsedCalendar:
         return ParsedCalendar(self.source, self.zone, tuple(singles), tuple(recurring), tuple(self.warnings))
@@ -670,6 +715,13 @@ def _end(component: Component, start: date) -> date:
             raise _Skip("an all-day event with a DURATION of part of a day")
         return start + duration
     return start if isinstance(start, datetime) else start + _DAY
+
+
+def _sequence(component: Component) -> int:
+    try:
+        return int(str(_text(component.get("SEQUENCE")) or 0))
+    except ValueError:
+        return 0
 
 
 def _prop(component: Component, name: str) -> Any:

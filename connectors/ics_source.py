@@ -16,7 +16,7 @@ from pathlib import Path
 
 from connectors.base import ConnectorError
 from connectors.fetch import Fetcher, FetchResult, redact
-from connectors.ics_parse import ParsedCalendar, expand, load_calendar, resolve_zone
+from connectors.ics_parse import ParsedCalendar, expand, load_calendar, resolve_zone, summarise_warnings
 from schedules.events import Interval, Snapshot
 
 _DTSTAMP = re.compile(rb"\nDTSTAMP[:;][^\n]*")
@@ -59,6 +59,9 @@ class IcsSource:
         self.parses = 0  # how often the content really had to be parsed (health figures, tests)
         self._parsed: _Parsed | None = None
         self._snapshots: OrderedDict[tuple[str, Interval], Snapshot] = OrderedDict()
+        # What this reader has already said about the current content: the service reuses it cycle after
+        # cycle, and the same broken event must not be reported every few minutes.
+        self._said: set[str] = set()
 
     def __repr__(self) -> str:
         return f"IcsSource({self.name!r}, {redact(self.location)!r})"
@@ -78,9 +81,12 @@ class IcsSource:
                 self._snapshots.popitem(last=False)
         else:
             self._snapshots.move_to_end((parsed.key, window))
-        if notes or stale:
-            snapshot = replace(snapshot, warnings=(*notes, *snapshot.warnings), stale=stale)
-        return snapshot
+        fresh = [warning for warning in snapshot.warnings if warning not in self._said]
+        self._said.update(fresh)
+        warnings = (*notes, *summarise_warnings(self.name, fresh))
+        if warnings == snapshot.warnings and stale is None:
+            return snapshot
+        return replace(snapshot, warnings=warnings, stale=stale)
 
     def _fetch(self, notes: list[str]) -> tuple[FetchResult, str | None]:
         """The fresh copy, or the last good one plus the reason the fresh one could not be had."""
@@ -108,4 +114,5 @@ class IcsSource:
         self.parses += 1
         self._parsed = _Parsed(result.sha256, key, calendar)
         self._snapshots.clear()
+        self._said.clear()
         return self._parsed

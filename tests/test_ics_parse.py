@@ -542,3 +542,39 @@ def test_attendee_and_organizer_addresses_are_normalised(written: str) -> None:
     (observation,) = parse_calendar(calendar(event), "work", WINDOW).observations
     assert observation.organizer == "grace@example.com"
     assert observation.attendees == (Attendee("grace@example.com", PartStat.ACCEPTED),)
+
+
+# --- events sharing a UID ---------------------------------------------------------------------------------
+
+
+def test_events_sharing_a_uid_all_block_their_time_and_are_reported_once() -> None:
+    data = calendar(
+        "UID:same@x\nDTSTART:20250109T100000Z\nDTEND:20250109T110000Z\nSUMMARY:Dentist",
+        "UID:same@x\nDTSTART:20250110T100000Z\nDTEND:20250110T110000Z\nSUMMARY:Coffee with Grace",
+        "UID:same@x\nSEQUENCE:2\nDTSTART:20250113T090000Z\nDTEND:20250113T093000Z\nRRULE:FREQ=DAILY;COUNT=2",
+        "UID:other@x\nDTSTART:20250111T100000Z\nDTEND:20250111T110000Z\nSUMMARY:Other",
+    )
+    snapshot = parse_calendar(data, "work", WINDOW)
+    assert spans(snapshot) == [
+        (utc(9, 10), utc(9, 11)),
+        (utc(10, 10), utc(10, 11)),
+        (utc(11, 10), utc(11, 11)),
+        (utc(13, 9), utc(13, 9, 30)),
+        (utc(14, 9), utc(14, 9, 30)),
+    ]
+    assert [o.summary for o in snapshot.observations if o.uid == "same@x"] == [
+        "Dentist",
+        "Coffee with Grace",
+        "",
+        "",
+    ]
+    assert snapshot.warnings == (
+        "work: line 4: event 'same@x': 3 different events share this UID; all are kept as busy time",
+    )
+
+
+def test_an_event_repeated_word_for_word_is_one_event_without_a_warning() -> None:
+    event = "UID:twice@x\nDTSTART:20250109T100000Z\nDTEND:20250109T110000Z\nSUMMARY:Twice"
+    snapshot = parse_calendar(calendar(event, event), "work", WINDOW)
+    assert [o.uid for o in snapshot.observations] == ["twice@x"]
+    assert snapshot.warnings == ()
