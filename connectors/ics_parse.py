@@ -23,7 +23,7 @@ import gc
 import hashlib
 import sys
 import threading
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -574,6 +574,8 @@ class _Loader:
             raise _Skip(f"ends before it starts ({_show(end)} < {_show(start)})")
         if "RRULE" in component:
             _check_rules(_prop(component, "RRULE"))
+        if "RDATE" in component:
+            _check_dates(_prop(component, "RDATE"))
 
     def _anchor(self, component: Component) -> list[str]:
         """Give every time a zone: floating ones (and unknown TZIDs) the calendar's, and with X-WR-TIMEZONE
@@ -764,6 +766,19 @@ def _check_rules(rules: Any) -> None:
                 per_day *= len(parts[part])
         if per_day > MAX_PER_DAY:
             raise _Skip(f"RRULE repeats {per_day:g} times a day (more than {MAX_PER_DAY} is not a meeting)")
+
+
+def _check_dates(rdates: Any) -> None:
+    """The density rule of `_check_rules` for RDATE lists: more than MAX_PER_DAY dates on one day is not a
+    meeting, however the dates are written."""
+    per_day: Counter[date] = Counter()
+    for values in rdates if isinstance(rdates, list) else [rdates]:
+        for item in values.dts:
+            value = item.dt[0] if isinstance(item.dt, tuple) else item.dt
+            per_day[value.date() if isinstance(value, datetime) else value] += 1
+    most = max(per_day.values(), default=0)
+    if most > MAX_PER_DAY:
+        raise _Skip(f"RDATE lists {most} dates on one day (more than {MAX_PER_DAY} is not a meeting)")
 
 
 def _never(freq: str, parts: dict[str, list[int]], weekdays: int) -> str | None:

@@ -16,6 +16,9 @@ in as `interactions` gives no new ones. Decisions, where the issue leaves room, 
 - A cancelled copy of a tracked touchpoint is no sign it happened: after the grace period it is missed
   (unless an interaction was logged).
 - Occurrences whose status is already settled (completed, missed, skipped) are treated as untracked.
+- One recurring series gives a connection at most one entry per local day, the day's first instance: an
+  hourly series is not 24 meetings a day (the reader already drops series denser than 24 a day, RRULE or
+  RDATE alike). A daily standup still counts every day.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
@@ -36,6 +39,7 @@ from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus, o
 TOUCHPOINT_PREFIX = "touchpoint:"
 _OPEN = frozenset({OccurrenceStatus.PLANNED, OccurrenceStatus.PLACED})
 _OWN_UID = re.compile(r"^cb-[0-9a-f]{24}@circleback\.invalid$")
+_SERIES_INSTANCE = re.compile(r"^(.+)/\d{8}T\d{6}Z$")  # Observation.instance_id of a series' instance
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,7 @@ class _Run:
     statuses: dict[str, StatusChange] = field(default_factory=dict)
     reviews_done: list[datetime] = field(default_factory=list)
     explain: list[tuple[datetime, str]] = field(default_factory=list)
+    series_days: set[tuple[str, str, date]] = field(default_factory=set)  # (series UID, connection, day)
 
     def local(self, value: datetime) -> str:
         return value.astimezone(self.zone).strftime("%Y-%m-%d %H:%M")
@@ -206,6 +211,11 @@ class _Run:
         )
         self.entries.append(NewEntry(interaction, key))
         self.logged.add((obs.instance_id, connection.name.casefold()))
+        if obs.recurrence_id is not None:
+            self.series_days.add(self.series_day(obs.uid, connection.name, obs.start))
+
+    def series_day(self, uid: str, connection: str, at: datetime) -> tuple[str, str, date]:
+        return (uid, connection.casefold(), at.astimezone(self.zone).date())
 
 
 def reconcile(
@@ -237,6 +247,10 @@ def reconcile(
         },
         matchers=tuple(_Matcher.of(c) for c in plan.connections),
     )
+    for item in (*interactions, *withdrawn):
+        found = _SERIES_INSTANCE.match(item.event_uid or "")
+        if found:
+            run.series_days.add(run.series_day(found.group(1), item.connection, item.at))
     ordered = sorted(observations, key=_obs_order)
     groups = _own_groups(ordered, tracked)
 
@@ -360,6 +374,11 @@ def _meetings(run: _Run, obs: Observation, own_key: str | None, tracked: Mapping
     title = _words(obs.summary) if not own and not obs.all_day else None
     for matcher in run.matchers:
         if matcher.name == own_connection or (obs.instance_id, matcher.name) in run.logged:
+            continue
+        if (
+            obs.recurrence_id is not None
+            and run.series_day(obs.uid, matcher.name, obs.start) in run.series_days
+        ):
             continue
         how = _how_met(matcher, parties, title)
         if how is not None:
