@@ -37,7 +37,7 @@ from icalendar.timezone import tzp
 from recurring_ical_events import EventAdapter, Occurrence, Series
 
 from connectors.ics_blocks import Block, lex
-from connectors.ics_feed import KEY_MARKER, KEY_MARKER_RE, circleback_key
+from connectors.ics_feed import KEY_MARKER, KEY_MARKER_RE, circleback_key, verified_key
 from schedules.events import Attendee, Interval, Observation, PartStat, Snapshot, is_circleback_event
 
 # A series denser than this is a broken or hostile rule; expanding it could take minutes.
@@ -162,9 +162,11 @@ def parse_calendar(
     *,
     default_tz: str | None = None,
     owner_emails: Collection[str] = (),
+    marker_secret: bytes | None = None,
 ) -> Snapshot:
     """Busy time and observations for event instances overlapping `window`; never raises on bad content."""
-    snapshot = expand(load_calendar(data, source, default_tz=default_tz), window, owner_emails=owner_emails)
+    parsed = load_calendar(data, source, default_tz=default_tz, marker_secret=marker_secret)
+    snapshot = expand(parsed, window, owner_emails=owner_emails)
     return replace(snapshot, warnings=summarise_warnings(source, snapshot.warnings))
 
 
@@ -177,11 +179,16 @@ def summarise_warnings(source: str, warnings: Sequence[str]) -> tuple[str, ...]:
     return (*warnings[:WARNING_EXAMPLES], summary)
 
 
-def load_calendar(data: bytes, source: str, *, default_tz: str | None = None) -> ParsedCalendar:
-    """Parse and validate every component; each bad one becomes a warning naming `source` and its UID/line."""
+def load_calendar(
+    data: bytes, source: str, *, default_tz: str | None = None, marker_secret: bytes | None = None
+) -> ParsedCalendar:
+    """Parse and validate every component; each bad one becomes a warning naming `source` and its UID/line.
+
+    An event is recognised as a copy of one of circleback's own only by a key marker signed with
+    `marker_secret`; without a secret, none is."""
     try:
         with _collector_paused():
-            return _Loader(source, default_tz).load(data)
+            return _Loader(source, default_tz, marker_secret).load(data)
     except Exception as exc:  # the contract is "never raises": a bug here must not stop a cycle
         reason = f"could not be read ({type(exc).__name__}: {exc}); no events read"
         return ParsedCalendar(source, UTC, (), (), (f"{source}: {reason}",))
@@ -436,9 +443,10 @@ def _months(start: datetime, end: datetime) -> int:
 
 
 class _Loader:
-    def __init__(self, source: str, default_tz: str | None) -> None:
+    def __init__(self, source: str, default_tz: str | None, marker_secret: bytes | None) -> None:
         self.source = source
         self.default_tz = default_tz
+        self.marker_secret = marker_secret
         self.warnings: list[str] = []
         self.zone: tzinfo = UTC
         self.shift_utc = False
@@ -646,7 +654,7 @@ class _Loader:
         component = group[0][1]
         if len(group) == 1 and "RRULE" not in component and "RDATE" not in component:
             try:
-                details = _details(component)
+                details = _details(component, self.marker_secret)
                 end = _end(component, details.start)
                 singles.append(
                     _observe(
@@ -666,7 +674,7 @@ class _Loader:
             return
         try:
             # Master, RECURRENCE-ID overrides and SEQUENCE duplicates are resolved by the library.
-            series = _Series([_Adapter(each, _details(each)) for _, each in group])
+            series = _Series([_Adapter(each, _details(each, self.marker_secret)) for _, each in group])
             if series.recurrence.has_core:
                 rules = series.recurrence.rrules
                 series.recurrence.rrules = [rules[0], *(_BoundedRule(rule) for rule in rules[1:])]
@@ -835,16 +843,26 @@ def _int(value: Any) -> int:
     return int(str(value).rstrip("Ll"))  # a leap month ("5L", RFC 7529) counts as its month
 
 
-def _key_in(component: Component) -> str | None:
-    """The key circleback writes as the description's last line: found on copies that lost the rest."""
+def _own_key(component: Component, marker_secret: bytes | None) -> str | None:
+    """The occurrence key of one of circleback's own events (or a copy): X-CIRCLEBACK-KEY, else the marker
+    the feed writes as the description's last line, kept by copies that lost the X- property. Either
+    counts only when signed with this install's secret: anyone can write a marker, and keys are guessable."""
+    written = circleback_key(component)
+    if written is not None:
+        key = verified_key(written, marker_secret)
+        if key is not None:
+            return key
     description = _text(component.get("DESCRIPTION"))
     if KEY_MARKER not in description:
         return None
-    found = KEY_MARKER_RE.findall(description)
-    return found[-1].strip() if found else None
+    for marker in reversed(KEY_MARKER_RE.findall(description)):
+        key = verified_key(marker, marker_secret)
+        if key is not None:
+            return key
+    return None
 
 
-def _details(component: Component) -> _Details:
+def _details(component: Component, marker_secret: bytes | None) -> _Details:
     start = _when(component, "DTSTART")
     rid = component.get("RECURRENCE-ID")
     return _Details(
@@ -854,7 +872,7 @@ def _details(component: Component) -> _Details:
         organizer=_address(component.get("ORGANIZER")),
         cancelled=_text(component.get("STATUS")).strip().upper() == "CANCELLED",
         blocks=_blocks(component, all_day=not isinstance(start, datetime)),
-        circleback_key=(circleback_key(component) or "").strip() or _key_in(component),
+        circleback_key=_own_key(component, marker_secret),
         recurrence_id=rid.dt if rid is not None else None,
         start=start,
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -48,6 +48,7 @@ class IcsSource:
         default_tz: str | None = None,
         owner_emails: Collection[str] = (),
         fetcher: Fetcher | None = None,
+        marker_secret: Callable[[], bytes] | None = None,
     ) -> None:
         if default_tz is not None and resolve_zone(default_tz) is None:
             raise ValueError(f"{name}: unknown time zone {default_tz!r}")
@@ -56,6 +57,8 @@ class IcsSource:
         self.default_tz = default_tz
         self.owner_emails = tuple(owner_emails)
         self.fetcher = fetcher or Fetcher(cache_dir, timeout)
+        # Recognises copies of circleback's own events (signed key markers); asked for only when parsing.
+        self.marker_secret = marker_secret
         self.parses = 0  # how often the content really had to be parsed (health figures, tests)
         self._parsed: _Parsed | None = None
         self._snapshots: OrderedDict[tuple[str, Interval], Snapshot] = OrderedDict()
@@ -110,7 +113,8 @@ class IcsSource:
         if known is not None and known.key == key:
             self._parsed = replace(known, sha256=result.sha256)
             return self._parsed
-        calendar = load_calendar(result.data, self.name, default_tz=self.default_tz)
+        secret = self.marker_secret() if self.marker_secret is not None else None
+        calendar = load_calendar(result.data, self.name, default_tz=self.default_tz, marker_secret=secret)
         self.parses += 1
         self._parsed = _Parsed(result.sha256, key, calendar)
         self._snapshots.clear()

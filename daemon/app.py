@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from sqlalchemy.exc import ArgumentError
 from connectors.base import Reader, Writer
 from connectors.registry import make_reader, make_writer
 from daemon.config import Settings
+from daemon.marker_secret import load_or_create_marker_secret, marker_secret_path
 from daemon.store import Store
 from schedules.model import Plan
 from schedules.plan import parse_plan
@@ -49,10 +51,18 @@ def source_name(location: str) -> str:
 class Calendars:
     readers: list[Reader]
     writers: list[Writer]
+    # The install's secret for signing and checking key markers (daemon.marker_secret), read or made on
+    # first use, so commands that neither read calendars nor write a feed never touch it.
+    marker_secret: Callable[[], bytes]
+
+
+def marker_secret_of(settings: Settings) -> Callable[[], bytes]:
+    return functools.cache(lambda: load_or_create_marker_secret(marker_secret_path(settings.state_dir)))
 
 
 def build_calendars(settings: Settings, plan: Plan, *, feed_path: Path | None = None) -> Calendars:
     cache_dir = settings.state_dir / "sources"
+    marker_secret = marker_secret_of(settings)
     owner_emails = (plan.owner.email,) if plan.owner.email else ()
     readers = [
         make_reader(
@@ -63,6 +73,7 @@ def build_calendars(settings: Settings, plan: Plan, *, feed_path: Path | None = 
             timeout=settings.source_timeout.total_seconds(),
             default_tz=plan.timezone,
             owner_emails=owner_emails,
+            marker_secret=marker_secret,
         )
         for location in settings.sources
     ]
@@ -73,9 +84,10 @@ def build_calendars(settings: Settings, plan: Plan, *, feed_path: Path | None = 
             plan=plan,
             name=settings.feed_name,
             refresh=settings.feed_refresh,
+            marker_secret=marker_secret,
         )
     ]
-    return Calendars(readers, writers)
+    return Calendars(readers, writers, marker_secret)
 
 
 def _missing_sqlite_file(url: str) -> bool:

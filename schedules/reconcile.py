@@ -8,6 +8,8 @@ in as `interactions` gives no new ones. Decisions, where the issue leaves room, 
   when the contact is an attendee or the organizer.
 - Our own events (recognised by key or UID) never match by title: the title is ours, and a group's keyword
   could otherwise claim another connection's touchpoint. Invited attendees still count for other connections.
+- Only a copy carrying the (signed, see connectors.ics_feed) key completes a touchpoint; an event that merely
+  has the UID circleback would give it does not: such UIDs are derived from guessable keys.
 - If a touchpoint shows up more than once, a copy moved away from the planned time wins (the person moved it
   on purpose; an unmoved subscriber copy says nothing), then the earliest copy.
 - Deduplication is on (event UID, connection) whatever the source: the same event is one meeting whether it
@@ -34,7 +36,7 @@ from zoneinfo import ZoneInfo
 from schedules.cadence import format_duration
 from schedules.events import Interaction, InteractionKind, Observation, PartStat, require_utc
 from schedules.model import REVIEW_LOG_NAME, Connection, ConnectionKind, Plan
-from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus, occurrence_uid
+from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus
 
 TOUCHPOINT_PREFIX = "touchpoint:"
 _OPEN = frozenset({OccurrenceStatus.PLANNED, OccurrenceStatus.PLACED})
@@ -300,19 +302,15 @@ def _tracked(occurrences: Sequence[TrackedOccurrence]) -> dict[str, Occurrence]:
 def _own_groups(
     ordered: Sequence[Observation], tracked: Mapping[str, Occurrence]
 ) -> dict[str, list[Observation]]:
-    """Observations of our own events, by occurrence key: by the key they carry or by the UID we gave them."""
-    known = set(tracked) | {obs.circleback_key for obs in ordered if obs.circleback_key}
-    by_uid = {occurrence_uid(key): key for key in sorted(known)}
+    """Observations of our own events, by the occurrence key they carry.
+
+    Only the key counts, never the UID alone: the reader sets `circleback_key` only for a marker signed with
+    this install's secret, while our UIDs are derived from the key (`occurrence_uid`) and so can be
+    computed by anyone who can guess the key. Every copy circleback writes carries the signed key twice."""
     groups: dict[str, list[Observation]] = {}
     for obs in ordered:
-        by_own_uid = by_uid.get(obs.uid)
-        key: str | None
-        if obs.circleback_key in tracked or (obs.circleback_key and by_own_uid not in tracked):
-            key = obs.circleback_key
-        else:
-            key = by_own_uid
-        if key is not None:
-            groups.setdefault(key, []).append(obs)
+        if obs.circleback_key:
+            groups.setdefault(obs.circleback_key, []).append(obs)
     return groups
 
 
