@@ -418,7 +418,7 @@ class _BoundedRule:
         meter: _Meter | None = getattr(_CURRENT, "meter", None)
         start: datetime = self.rule._dtstart
         if meter is not None:
-            meter.add_steps(max(0, int(_span(start, before) / self.step)))
+            meter.add_steps(max(0, int(_span(start, self._search_end(before)) / self.step)))
             meter.months = 0
             meter.month_limit = _months(start, before) + _MARGIN_MONTHS
         try:
@@ -432,6 +432,15 @@ class _BoundedRule:
         finally:
             if meter is not None:
                 meter.month_limit = sys.maxsize
+
+    def _search_end(self, before: datetime) -> datetime:
+        """Where dateutil's search ends at the latest: the window's end, or UNTIL when that is earlier."""
+        until = self.until
+        if isinstance(until, date) and not isinstance(until, datetime):
+            until = datetime.combine(until, time(0))
+        if isinstance(until, datetime) and until.replace(tzinfo=None) < before.replace(tzinfo=None):
+            return until
+        return before
 
 
 def _span(start: datetime, end: datetime) -> timedelta:

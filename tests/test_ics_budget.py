@@ -160,3 +160,11 @@ def test_one_calendar_over_budget_leaves_the_next_one_whole() -> None:
     assert [o.uid for o in hostile.observations] == ["good@example.com"]
     other = parse_calendar(calendar(series("a@x", "FREQ=DAILY")), "other.ics", WINDOW)
     assert len(other.observations) == 58 and other.warnings == ()
+
+
+def test_a_dense_rule_that_ended_long_ago_is_not_over_budget() -> None:
+    # Searching it stops at UNTIL, so it costs a few steps, not a century of minutes.
+    ended = series("ended@x", "FREQ=MINUTELY;INTERVAL=60;UNTIL=19000102T000000Z", "19000101T090000Z")
+    snapshot = run_bounded(read, calendar(ended, GOOD), seconds=60)
+    assert [o.uid for o in snapshot.observations] == ["good@example.com"]
+    assert snapshot.warnings == ()
