@@ -194,8 +194,8 @@ class FeedFile:
         """Render the full desired set and replace the file; report what changed against the old file."""
         warnings: list[str] = []
         old_bytes = self._read_previous(warnings)
+        secret = self._secret()
         try:
-            secret = self.marker_secret() if self.marker_secret is not None else None
             new_bytes = render_feed(
                 desired, plan=self.plan, name=self.calendar_name, refresh=self.refresh, marker_secret=secret
             )
@@ -225,6 +225,15 @@ class FeedFile:
             removed=tuple(sorted(key for key in before if key not in after)),
             warnings=tuple(warnings),
         )
+
+    def _secret(self) -> bytes | None:
+        if self.marker_secret is None:
+            return None
+        try:
+            return self.marker_secret()
+        except (OSError, RuntimeError, ValueError) as exc:  # the message names the file, never the secret
+            reason = f"cannot sign the feed's events: {exc}"
+            raise ConnectorError(self.name, reason, retryable=False) from None
 
     def _read_previous(self, warnings: list[str]) -> bytes | None:
         try:

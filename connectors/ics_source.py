@@ -113,10 +113,19 @@ class IcsSource:
         if known is not None and known.key == key:
             self._parsed = replace(known, sha256=result.sha256)
             return self._parsed
-        secret = self.marker_secret() if self.marker_secret is not None else None
-        calendar = load_calendar(result.data, self.name, default_tz=self.default_tz, marker_secret=secret)
+        calendar = load_calendar(
+            result.data, self.name, default_tz=self.default_tz, marker_secret=self._secret()
+        )
         self.parses += 1
         self._parsed = _Parsed(result.sha256, key, calendar)
         self._snapshots.clear()
         self._said.clear()
         return self._parsed
+
+    def _secret(self) -> bytes | None:
+        if self.marker_secret is None:
+            return None
+        try:
+            return self.marker_secret()
+        except (OSError, RuntimeError, ValueError) as exc:  # the message names the file, never the secret
+            raise ConnectorError(self.name, f"cannot check copies of circleback's events: {exc}") from None

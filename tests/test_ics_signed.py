@@ -16,8 +16,10 @@ import pytest
 from builders import connection, london_plan
 from cli_runner import run_cli
 
+from connectors.base import ConnectorError
 from connectors.ics_feed import FeedFile, render_feed, sign_key
 from connectors.ics_parse import parse_calendar
+from connectors.ics_source import IcsSource
 from daemon.marker_secret import (
     FILE_NAME,
     MarkerSecretError,
@@ -195,3 +197,23 @@ def test_feed_export_signs_its_markers_with_the_installs_secret(tmp_path: Path) 
     observations = read(feed.read_bytes(), secret).observations
     assert observations and all(o.circleback_key for o in observations)
     assert all(o.circleback_key is None for o in read(feed.read_bytes(), OTHER_INSTALL).observations)
+
+
+def test_an_unusable_secret_is_a_calendar_error_naming_the_file(tmp_path: Path, secret: bytes) -> None:
+    path = tmp_path / "state" / FILE_NAME
+    os.chmod(path, 0o644)
+    feed = tmp_path / "feed.ics"
+
+    def load() -> bytes:
+        return read_marker_secret(path)
+
+    with pytest.raises(ConnectorError, match=f"feed: cannot sign the feed's events: {path}: ") as written:
+        FeedFile(feed, plan=PLAN, marker_secret=load).apply([REVISION])
+    assert not feed.exists(), "nothing half-written"
+    source_file = tmp_path / "work.ics"
+    source_file.write_bytes(calendar("UID:a@x\nDTSTART:20261124T100000Z\nDTEND:20261124T103000Z"))
+    source = IcsSource("work", str(source_file), cache_dir=tmp_path / "cache", marker_secret=load)
+    reason = f"work: cannot check copies of circleback's events: {path}: "
+    with pytest.raises(ConnectorError, match=reason) as read_:
+        source.read(WINDOW)
+    assert secret.hex() not in str(written.value) + str(read_.value)
