@@ -53,7 +53,6 @@ SERIES_MAX_SECONDS = 5.0
 CALENDAR_MAX_INSTANCES = 50_000  # instances of all series together in one window
 CALENDAR_MAX_STEPS = 2_000_000
 CALENDAR_MAX_SECONDS = 60.0
-MAX_INSTANCES = SERIES_MAX_INSTANCES  # the name earlier releases used
 # A calendar with more warnings than this shows the first few and a count: a broken export can hold a
 # hundred thousand of the same mistake, and logging each one helps nobody.
 MAX_WARNINGS = 10
@@ -325,6 +324,9 @@ class _PastWindow(Exception):
 
 
 _CURRENT = threading.local()  # the meter of the expansion running in this thread, seen by `_Probe`
+# dateutil tests `_bynweekday` at most once per month searched, so once it has been tested this many times
+# more than there are months from DTSTART to the window's end, the search is past the window and every
+# instance in the window has been found. A year's margin, for rounding and the first test at DTSTART.
 _MARGIN_MONTHS = 13
 _CHECK_CLOCK_EVERY = 256  # instances
 # How long one step of dateutil's search is, by its FREQ constant (YEARLY = 0 ... SECONDLY = 6).
