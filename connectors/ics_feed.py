@@ -18,8 +18,10 @@ already visible as busy time, and a pop-up for them is noise.
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -58,6 +60,10 @@ KEY_PROPERTY = "X-CIRCLEBACK-KEY"
 # lets circleback recognise a touchpoint the person moved into their own calendar.
 KEY_MARKER = "circleback-key: "
 KEY_MARKER_RE = re.compile(r"(?m)^circleback-key: ([^\r\n]+?)\s*$")
+# Both copies of the key are signed: `<key> sig=<HMAC>`. Anyone can write a marker line into an event (and
+# keys are guessable), so a reader counts a key only when its signature is right (see `verified_key`).
+SIGNATURE_RE = re.compile(r"^(.*\S) sig=([0-9a-f]{32})$")
+_SIGNATURE_CONTEXT = b"circleback-key\x00"
 ALARM_BEFORE = timedelta(minutes=10)
 DEFAULT_REFRESH = timedelta(hours=1)
 
@@ -71,6 +77,10 @@ __all__ = [
     "circleback_key",
     "published_description",
     "render_feed",
+    "sign_key",
+    "signed_key",
+    "unsigned_key",
+    "verified_key",
 ]
 
 
@@ -80,8 +90,11 @@ def render_feed(
     plan: Plan,
     name: str = "circleback",
     refresh: timedelta = DEFAULT_REFRESH,
+    marker_secret: bytes | None = None,
 ) -> bytes:
     """The feed's bytes: events sorted by start then UID, CRLF line endings, lines folded at 75 octets.
+
+    With `marker_secret`, the key markers are signed (they must be, for copies to be recognised).
 
     Raises ValueError for input no calendar could represent (duplicate keys, an event ending before it
     starts, a non-positive refresh interval, an unknown time zone).
@@ -104,7 +117,7 @@ def render_feed(
     calendar.add("REFRESH-INTERVAL", vDuration(refresh), parameters={"VALUE": "DURATION"})
     calendar.add("X-PUBLISHED-TTL", vDuration(refresh))
 
-    events = [_event(revision, zone) for revision in ordered]
+    events = [_event(revision, zone, marker_secret) for revision in ordered]
     for event in events:
         calendar.add_component(event)
     # VTIMEZONEs go first: some readers resolve a TZID only against zones they have already seen.
@@ -114,19 +127,47 @@ def render_feed(
     return data
 
 
-def published_description(occ: Occurrence) -> str:
-    """The description as published: the occurrence's own text, then the key marker line."""
+def published_description(occ: Occurrence, marker_secret: bytes | None = None) -> str:
+    """The description as published: the occurrence's own text, then the (signed) key marker line."""
     body = f"{occ.description}\n\n" if occ.description else ""
-    return f"{body}{KEY_MARKER}{occ.key}"
+    return f"{body}{KEY_MARKER}{signed_key(occ.key, marker_secret)}"
+
+
+def sign_key(key: str, marker_secret: bytes) -> str:
+    """The signature of an occurrence key: HMAC-SHA256 under the install's secret, 128 bits in hex. It
+    signs the key alone, not the time or UID, so a copy moved elsewhere still verifies."""
+    mac = hmac.new(marker_secret, _SIGNATURE_CONTEXT + key.encode("utf-8"), hashlib.sha256)
+    return mac.hexdigest()[:32]
+
+
+def signed_key(key: str, marker_secret: bytes | None) -> str:
+    return key if marker_secret is None else f"{key} sig={sign_key(key, marker_secret)}"
+
+
+def unsigned_key(text: str) -> str:
+    """The key part of a marker, signature (right or wrong) left off: for comparing feeds, never trust."""
+    found = SIGNATURE_RE.match(text)
+    return found.group(1) if found else text
+
+
+def verified_key(text: str, marker_secret: bytes | None) -> str | None:
+    """The key of a marker signed with `marker_secret`; None for an unsigned or wrongly signed one."""
+    found = SIGNATURE_RE.match(text.strip())
+    if found is None or marker_secret is None:
+        return None
+    key, signature = found.groups()
+    return key if hmac.compare_digest(sign_key(key, marker_secret), signature) else None
 
 
 def circleback_key(component: Component) -> str | None:
-    """The occurrence key of one of circleback's own events, or None for anyone else's event.
+    """The X-CIRCLEBACK-KEY value as written (signature included, not checked), or None without one.
 
     The feed writes the key as TEXT (`;VALUE=TEXT`, so commas in names are escaped); a calendar that
     round-trips the event may drop the parameter, so an unparsed value is unescaped here as well.
     """
     value = component.get(KEY_PROPERTY)
+    if isinstance(value, list):
+        value = value[0] if value else None
     if value is None:
         return None
     if isinstance(value, vText):
@@ -149,12 +190,14 @@ class FeedFile:
         name: str = "circleback",
         refresh: timedelta = DEFAULT_REFRESH,
         connector: str = "feed",
+        marker_secret: Callable[[], bytes] | None = None,
     ) -> None:
         self.path = Path(path)
         self.plan = plan
         self.calendar_name = name
         self.refresh = refresh
         self.name = connector
+        self.marker_secret = marker_secret  # asked for only when writing
 
     capabilities = frozenset({Capability.WRITE})
 
@@ -170,8 +213,11 @@ class FeedFile:
         The file is written whole or not at all, so every event has the same outcome."""
         warnings: list[str] = []
         old_bytes = self._read_previous(warnings)
+        secret = self._secret()
         try:
-            new_bytes = render_feed(desired, plan=self.plan, name=self.calendar_name, refresh=self.refresh)
+            new_bytes = render_feed(
+                desired, plan=self.plan, name=self.calendar_name, refresh=self.refresh, marker_secret=secret
+            )
         except ValueError as exc:
             raise ConnectorError(self.name, f"cannot render {self.path}: {exc}", retryable=False) from exc
 
@@ -202,6 +248,15 @@ class FeedFile:
             warnings=tuple(warnings),
             results=results_for(desired, created, updated, removed, _uid),
         )
+
+    def _secret(self) -> bytes | None:
+        if self.marker_secret is None:
+            return None
+        try:
+            return self.marker_secret()
+        except (OSError, RuntimeError, ValueError) as exc:  # the message names the file, never the secret
+            reason = f"cannot sign the feed's events: {exc}"
+            raise ConnectorError(self.name, reason, retryable=False) from None
 
     def _read_previous(self, warnings: list[str]) -> bytes | None:
         try:
@@ -244,7 +299,7 @@ def _check(revisions: Sequence[Revision]) -> None:
             raise ValueError(f"occurrence {occ.key!r} has a negative SEQUENCE {revision.sequence}")
 
 
-def _event(revision: Revision, zone: tzinfo) -> Event:
+def _event(revision: Revision, zone: tzinfo, marker_secret: bytes | None) -> Event:
     occ = revision.occurrence
     event = Event()
     event.add("UID", occ.uid)
@@ -255,14 +310,14 @@ def _event(revision: Revision, zone: tzinfo) -> Event:
     event.add("LAST-MODIFIED", revision.last_modified)
     event.add("SEQUENCE", revision.sequence)
     event.add("SUMMARY", _clean_text(occ.title))
-    event.add("DESCRIPTION", _clean_text(published_description(occ)))
+    event.add("DESCRIPTION", _clean_text(published_description(occ, marker_secret)))
     event.add("DTSTART", occ.start.astimezone(zone))
     event.add("DTEND", occ.end.astimezone(zone))
     event.add("TRANSP", "OPAQUE")
     event.add("STATUS", "CONFIRMED")
     event.add("CATEGORIES", ["circleback", occ.kind.value])
     # VALUE=TEXT makes readers (icalendar among them) unescape the key instead of handing back raw bytes.
-    event.add(KEY_PROPERTY, vText(occ.key), parameters={"VALUE": "TEXT"})
+    event.add(KEY_PROPERTY, vText(signed_key(occ.key, marker_secret)), parameters={"VALUE": "TEXT"})
     # Both kinds get a reminder: a review block nobody is reminded of is the first one to be skipped.
     if occ.kind in (OccurrenceKind.TOUCHPOINT, OccurrenceKind.REVIEW):
         alarm = Alarm()
@@ -298,7 +353,7 @@ def _events_by_key(data: bytes) -> dict[str, bytes]:
     for component in calendar.walk("VEVENT"):
         key = circleback_key(component)
         if key is not None:
-            found[key] = component.to_ical()
+            found[unsigned_key(key)] = component.to_ical()
     return found
 
 

@@ -21,25 +21,42 @@ from __future__ import annotations
 
 import gc
 import hashlib
-from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator
+import sys
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from time import monotonic
 from typing import Any
+from urllib.parse import unquote
 
 from icalendar import Component, vDDDLists, vDDDTypes, vText
 from icalendar.timezone import tzp
 from recurring_ical_events import EventAdapter, Occurrence, Series
 
 from connectors.ics_blocks import Block, lex
-from connectors.ics_feed import KEY_MARKER, KEY_MARKER_RE
+from connectors.ics_feed import KEY_MARKER, KEY_MARKER_RE, circleback_key, verified_key
 from schedules.events import Attendee, Interval, Observation, PartStat, Snapshot, is_circleback_event
 
 # A series denser than this is a broken or hostile rule; expanding it could take minutes.
 MAX_PER_DAY = 24
-# Bounds one series within one window, so one rule cannot flood a read.
-MAX_INSTANCES = 20_000
+
+# The reading budget (README, "Reading budgets"). A calendar is data from elsewhere: a few hundred bytes of
+# it can ask for an expansion that runs for hours (a rule that never matches is searched up to the year
+# 9999) or yields millions of instances. Over a series' budget, that series is skipped and named; over the
+# calendar's, the series not yet expanded are skipped and counted; the other calendars are not affected.
+SERIES_MAX_INSTANCES = 10_000  # instances of one series in one window
+SERIES_MAX_STEPS = 200_000  # periods (days for a daily rule) searched from DTSTART to the window's end
+SERIES_MAX_SECONDS = 5.0
+CALENDAR_MAX_INSTANCES = 50_000  # instances of all series together in one window
+CALENDAR_MAX_STEPS = 2_000_000
+CALENDAR_MAX_SECONDS = 60.0
+# A calendar with more warnings than this shows the first few and a count: a broken export can hold a
+# hundred thousand of the same mistake, and logging each one helps nobody.
+MAX_WARNINGS = 10
+WARNING_EXAMPLES = 5
 
 # Everything the reader looks at; the lexer leaves the rest of an event out before parsing.
 _READ = frozenset(
@@ -144,35 +161,62 @@ def parse_calendar(
     *,
     default_tz: str | None = None,
     owner_emails: Collection[str] = (),
+    marker_secret: bytes | None = None,
 ) -> Snapshot:
     """Busy time and observations for event instances overlapping `window`; never raises on bad content."""
-    return expand(load_calendar(data, source, default_tz=default_tz), window, owner_emails=owner_emails)
+    parsed = load_calendar(data, source, default_tz=default_tz, marker_secret=marker_secret)
+    snapshot = expand(parsed, window, owner_emails=owner_emails)
+    return replace(snapshot, warnings=summarise_warnings(source, snapshot.warnings))
 
 
-def load_calendar(data: bytes, source: str, *, default_tz: str | None = None) -> ParsedCalendar:
-    """Parse and validate every component; each bad one becomes a warning naming `source` and its UID/line."""
+def summarise_warnings(source: str, warnings: Sequence[str]) -> tuple[str, ...]:
+    """All the warnings, or with more than MAX_WARNINGS the first few and a count of the rest."""
+    if len(warnings) <= MAX_WARNINGS:
+        return tuple(warnings)
+    rest = len(warnings) - WARNING_EXAMPLES
+    summary = f"{source}: {rest:,} more warning(s) like these ({len(warnings):,} in all)"
+    return (*warnings[:WARNING_EXAMPLES], summary)
+
+
+def load_calendar(
+    data: bytes, source: str, *, default_tz: str | None = None, marker_secret: bytes | None = None
+) -> ParsedCalendar:
+    """Parse and validate every component; each bad one becomes a warning naming `source` and its UID/line.
+
+    An event is recognised as a copy of one of circleback's own only by a key marker signed with
+    `marker_secret`; without a secret, none is."""
     try:
         with _collector_paused():
-            return _Loader(source, default_tz).load(data)
+            return _Loader(source, default_tz, marker_secret).load(data)
     except Exception as exc:  # the contract is "never raises": a bug here must not stop a cycle
         reason = f"could not be read ({type(exc).__name__}: {exc}); no events read"
         return ParsedCalendar(source, UTC, (), (), (f"{source}: {reason}",))
 
 
-def expand(parsed: ParsedCalendar, window: Interval, *, owner_emails: Collection[str] = ()) -> Snapshot:
-    """The instances of a parsed calendar overlapping `window`, recurrences expanded."""
+def expand(
+    parsed: ParsedCalendar,
+    window: Interval,
+    *,
+    owner_emails: Collection[str] = (),
+    budget: Budget | None = None,
+) -> Snapshot:
+    """The instances of a parsed calendar overlapping `window`, recurrences expanded within `budget`.
+
+    Every warning is returned, however many; callers summarise (`summarise_warnings`)."""
     owners = frozenset(email.strip().casefold() for email in owner_emails)
     warnings = list(parsed.warnings)
     seen = [item for item in parsed.singles if _overlaps(item.observation, window)]
-    with _collector_paused():
-        for recurring in parsed.recurring:
-            try:
-                seen.extend(_instances(recurring, parsed, window, warnings))
-            except Exception as exc:
-                warnings.append(
-                    f"{parsed.source}: line {recurring.line}: event {recurring.uid!r}: "
-                    f"cannot expand its recurrence ({exc}); skipped"
-                )
+    meter = _Meter(budget or Budget())
+    previous = getattr(_CURRENT, "meter", None)
+    _CURRENT.meter = meter
+    try:
+        with _collector_paused():
+            for index, recurring in enumerate(parsed.recurring):
+                if not _expand_one(recurring, parsed, window, meter, seen, warnings):
+                    warnings.append(_over_budget(parsed, index, meter))
+                    break
+    finally:
+        _CURRENT.meter = previous
     kept = [item for item in seen if not _declined_by(item.observation, owners)]
     kept.sort(key=lambda item: _order(item.observation))
     busy = _merge(
@@ -190,18 +234,51 @@ def expand(parsed: ParsedCalendar, window: Interval, *, owner_emails: Collection
     )
 
 
+def _expand_one(
+    recurring: _Recurring,
+    parsed: ParsedCalendar,
+    window: Interval,
+    meter: _Meter,
+    seen: list[_Seen],
+    warnings: list[str],
+) -> bool:
+    """Add one series' instances to `seen`; False when the calendar's budget ran out (nothing added)."""
+    label = f"{parsed.source}: line {recurring.line}: event {recurring.uid!r}"
+    meter.start_series()
+    try:
+        seen.extend(_instances(recurring, parsed, window, warnings, meter))
+    except _OverBudget as over:
+        if over.calendar:
+            meter.reason = str(over)
+            return False
+        warnings.append(f"{label}: {over}; skipped")
+    except Exception as exc:
+        warnings.append(f"{label}: cannot expand its recurrence ({exc}); skipped")
+    return True
+
+
+def _over_budget(parsed: ParsedCalendar, index: int, meter: _Meter) -> str:
+    left = parsed.recurring[index:]
+    return (
+        f"{parsed.source}: over its reading budget ({meter.reason}); {len(left)} recurring event(s) "
+        f"not read, the first at line {left[0].line} ({left[0].uid!r})"
+    )
+
+
 def _instances(
-    recurring: _Recurring, parsed: ParsedCalendar, window: Interval, warnings: list[str]
+    recurring: _Recurring, parsed: ParsedCalendar, window: Interval, warnings: list[str], meter: _Meter
 ) -> list[_Seen]:
     # A day of margin each side: all-day and floating instances are compared before zones are applied.
     result: list[_Seen] = []
+    limit = meter.budget.series_instances
     for count, occurrence in enumerate(recurring.series.between(window.start - _DAY, window.end + _DAY)):
-        if count == MAX_INSTANCES:
+        if count == limit:
             warnings.append(
                 f"{parsed.source}: line {recurring.line}: event {recurring.uid!r}: more than "
-                f"{MAX_INSTANCES} instances in the window; the rest are ignored"
+                f"{limit} instances in the window; the rest are ignored"
             )
             break
+        meter.add_instance()
         details: _Details = occurrence.details
         # A moved instance keeps the RECURRENCE-ID it was written with; any other instance is named by
         # its start, as RFC 5545 does.
@@ -219,10 +296,168 @@ def _instances(
     return result
 
 
+# --- the budget ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits for expanding one calendar in one window; the defaults are the module's constants."""
+
+    series_instances: int = SERIES_MAX_INSTANCES
+    series_steps: int = SERIES_MAX_STEPS
+    series_seconds: float = SERIES_MAX_SECONDS
+    calendar_instances: int = CALENDAR_MAX_INSTANCES
+    calendar_steps: int = CALENDAR_MAX_STEPS
+    calendar_seconds: float = CALENDAR_MAX_SECONDS
+
+
+class _OverBudget(Exception):
+    """A series (or, with `calendar`, the whole calendar) used up its budget; the message says how."""
+
+    def __init__(self, reason: str, *, calendar: bool = False) -> None:
+        super().__init__(reason)
+        self.calendar = calendar
+
+
+class _PastWindow(Exception):
+    """dateutil is searching months after the window's end: nothing it finds from there on is wanted."""
+
+
+_CURRENT = threading.local()  # the meter of the expansion running in this thread, seen by `_Probe`
+# dateutil tests `_bynweekday` at most once per month searched, so once it has been tested this many times
+# more than there are months from DTSTART to the window's end, the search is past the window and every
+# instance in the window has been found. A year's margin, for rounding and the first test at DTSTART.
+_MARGIN_MONTHS = 13
+_CHECK_CLOCK_EVERY = 256  # instances
+# How long one step of dateutil's search is, by its FREQ constant (YEARLY = 0 ... SECONDLY = 6).
+_STEP = (
+    timedelta(days=365),
+    timedelta(days=28),
+    timedelta(days=7),
+    timedelta(days=1),
+    timedelta(hours=1),
+    timedelta(minutes=1),
+    timedelta(seconds=1),
+)
+
+
+class _Meter:
+    """What one expansion has used of its budget."""
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
+        now = monotonic()
+        self.calendar_deadline = now + budget.calendar_seconds
+        self.series_deadline = now + budget.series_seconds
+        self.instances = 0
+        self.steps = 0
+        self.months = 0
+        self.month_limit = sys.maxsize
+        self.reason = ""
+
+    def start_series(self) -> None:
+        self.series_deadline = monotonic() + self.budget.series_seconds
+
+    def check_clock(self) -> None:
+        now = monotonic()
+        if now > self.calendar_deadline:
+            raise _OverBudget(f"more than {self.budget.calendar_seconds:g} s", calendar=True)
+        if now > self.series_deadline:
+            raise _OverBudget(f"expanding it took more than {self.budget.series_seconds:g} s")
+
+    def month_searched(self) -> None:
+        self.months += 1
+        if self.months > self.month_limit:
+            raise _PastWindow
+        self.check_clock()
+
+    def add_steps(self, steps: int) -> None:
+        if steps > self.budget.series_steps:
+            raise _OverBudget(
+                f"its RRULE would be searched {steps:,} times from DTSTART to the end of the window "
+                f"(more than {self.budget.series_steps:,})"
+            )
+        self.steps += steps
+        if self.steps > self.budget.calendar_steps:
+            reason = f"RRULEs searched more than {self.budget.calendar_steps:,} times"
+            raise _OverBudget(reason, calendar=True)
+
+    def add_instance(self) -> None:
+        self.instances += 1
+        if self.instances > self.budget.calendar_instances:
+            raise _OverBudget(f"more than {self.budget.calendar_instances:,} instances", calendar=True)
+        if self.instances % _CHECK_CLOCK_EVERY == 0:
+            self.check_clock()
+
+
+class _Probe(tuple[Any, ...]):
+    """Stands in for a dateutil rule's `_bynweekday`, which dateutil's search tests once for every month
+    it searches (every period, for monthly and yearly rules), whether anything matched or not. It is the
+    one place where a search that never finds anything (a rule that never matches is searched up to the
+    year 9999) can be stopped. tests/test_ics_budget.py fails if a dateutil release changes this."""
+
+    def __bool__(self) -> bool:
+        meter: _Meter | None = getattr(_CURRENT, "meter", None)
+        if meter is not None:
+            meter.month_searched()
+        return len(self) > 0
+
+
+class _BoundedRule:
+    """A dateutil rule as recurring-ical-events uses it (`between` and `until`), searching no further than
+    the window asked for and within the budget."""
+
+    def __init__(self, rule: Any) -> None:
+        self.rule = rule
+        self.until = rule.until
+        self.string = getattr(rule, "string", "")
+        # dateutil's cache holds a lock while it searches; a search stopped half-way would leave it held.
+        rule._cache = None
+        rule._bynweekday = _Probe(rule._bynweekday or ())
+        self.step = _STEP[rule._freq] * rule._interval
+
+    def between(self, after: datetime, before: datetime, inc: bool = False) -> Iterator[datetime]:
+        meter: _Meter | None = getattr(_CURRENT, "meter", None)
+        start: datetime = self.rule._dtstart
+        if meter is not None:
+            meter.add_steps(max(0, int(_span(start, self._search_end(before)) / self.step)))
+            meter.months = 0
+            meter.month_limit = _months(start, before) + _MARGIN_MONTHS
+        try:
+            for moment in self.rule:
+                if moment > before or (moment == before and not inc):
+                    return
+                if moment > after or (moment == after and inc):
+                    yield moment
+        except _PastWindow:
+            return
+        finally:
+            if meter is not None:
+                meter.month_limit = sys.maxsize
+
+    def _search_end(self, before: datetime) -> datetime:
+        """Where dateutil's search ends at the latest: the window's end, or UNTIL when that is earlier."""
+        until = self.until
+        if isinstance(until, date) and not isinstance(until, datetime):
+            until = datetime.combine(until, time(0))
+        if isinstance(until, datetime) and until.replace(tzinfo=None) < before.replace(tzinfo=None):
+            return until
+        return before
+
+
+def _span(start: datetime, end: datetime) -> timedelta:
+    return end.replace(tzinfo=None) - start.replace(tzinfo=None)
+
+
+def _months(start: datetime, end: datetime) -> int:
+    return max(0, (end.year - start.year) * 12 + end.month - start.month)
+
+
 class _Loader:
-    def __init__(self, source: str, default_tz: str | None) -> None:
+    def __init__(self, source: str, default_tz: str | None, marker_secret: bytes | None) -> None:
         self.source = source
         self.default_tz = default_tz
+        self.marker_secret = marker_secret
         self.warnings: list[str] = []
         self.zone: tzinfo = UTC
         self.shift_utc = False
@@ -248,8 +483,37 @@ class _Loader:
         singles: list[_Seen] = []
         recurring: list[_Recurring] = []
         for uid, group in groups.items():
-            self._group(uid, group, singles, recurring)
+            for part in self._by_master(uid, group):
+                self._group(uid, part, singles, recurring)
         return self._result(singles, recurring)
+
+    def _by_master(
+        self, uid: str, group: list[tuple[Block, Component]]
+    ) -> list[list[tuple[Block, Component]]]:
+        """One group per event: a UID should name one event (or one series with its moved instances), but
+        some exports give one UID to several events. Read together, the library would keep one of them and
+        drop the rest without a word, and a dropped busy event lets a touchpoint land on top of it; so each
+        is read on its own. An event repeated word for word is read once."""
+        masters: list[tuple[Block, Component]] = []
+        seen: set[tuple[str, ...]] = set()
+        for block, component in group:
+            if "RECURRENCE-ID" in component:
+                continue
+            text = tuple(line for line in block.lines if not line.upper().startswith("DTSTAMP"))
+            if text not in seen:
+                seen.add(text)
+                masters.append((block, component))
+        if len(masters) <= 1:
+            overrides = [item for item in group if "RECURRENCE-ID" in item[1]]
+            return [masters + overrides]
+        self.warnings.append(
+            f"{self.source}: line {masters[0][0].line}: event {uid!r}: {len(masters)} different events share "
+            "this UID; all are kept as busy time"
+        )
+        # The moved instances go with the master the library would have chosen: the highest SEQUENCE.
+        chosen = max(range(len(masters)), key=lambda i: (_sequence(masters[i][1]), -i))
+        overrides = [item for item in group if "RECURRENCE-ID" in item[1]]
+        return [[master, *(overrides if i == chosen else [])] for i, master in enumerate(masters)]
 
     def _result(self, singles: list[_Seen], recurring: list[_Recurring]) -> ParsedCalendar:
         return ParsedCalendar(self.source, self.zone, tuple(singles), tuple(recurring), tuple(self.warnings))
@@ -329,6 +593,8 @@ class _Loader:
             raise _Skip(f"ends before it starts ({_show(end)} < {_show(start)})")
         if "RRULE" in component:
             _check_rules(_prop(component, "RRULE"))
+        if "RDATE" in component:
+            _check_dates(_prop(component, "RDATE"))
 
     def _anchor(self, component: Component) -> list[str]:
         """Give every time a zone: floating ones (and unknown TZIDs) the calendar's, and with X-WR-TIMEZONE
@@ -399,7 +665,7 @@ class _Loader:
         component = group[0][1]
         if len(group) == 1 and "RRULE" not in component and "RDATE" not in component:
             try:
-                details = _details(component)
+                details = _details(component, self.marker_secret)
                 end = _end(component, details.start)
                 singles.append(
                     _observe(
@@ -419,7 +685,10 @@ class _Loader:
             return
         try:
             # Master, RECURRENCE-ID overrides and SEQUENCE duplicates are resolved by the library.
-            series = _Series([_Adapter(each, _details(each)) for _, each in group])
+            series = _Series([_Adapter(each, _details(each, self.marker_secret)) for _, each in group])
+            if series.recurrence.has_core:
+                rules = series.recurrence.rrules
+                series.recurrence.rrules = [rules[0], *(_BoundedRule(rule) for rule in rules[1:])]
             recurring.append(_Recurring(uid, line, series))
         except Exception as exc:
             self.warnings.append(
@@ -469,6 +738,13 @@ def _end(component: Component, start: date) -> date:
     return start if isinstance(start, datetime) else start + _DAY
 
 
+def _sequence(component: Component) -> int:
+    try:
+        return int(str(_text(component.get("SEQUENCE")) or 0))
+    except ValueError:
+        return 0
+
+
 def _prop(component: Component, name: str) -> Any:
     """A property as icalendar parsed it (its declared type is a union of every value type)."""
     return component.get(name)
@@ -499,10 +775,10 @@ def _check_rules(rules: Any) -> None:
                 raise _Skip(f"RRULE {name}={bad[0]} is out of range")
         if parts.get("INTERVAL", [1])[0] < 1:
             raise _Skip("RRULE INTERVAL must be at least 1")
-        months, days = parts.get("BYMONTH"), parts.get("BYMONTHDAY")
-        if months and days and all(d > 0 for d in days) and min(days) > max(_MONTH_DAYS[m] for m in months):
-            raise _Skip("RRULE never occurs (no such day in those months)")
         freq = str((rule.get("FREQ") or ["?"])[0]).upper()
+        never = _never(freq, parts, len(rule.get("BYDAY") or ()))
+        if never:
+            raise _Skip(f"RRULE never occurs ({never})")
         per_day = _PER_DAY.get(freq, 1) / parts.get("INTERVAL", [1])[0]
         for part, finer in _FINER_THAN.items():
             if part in parts and freq not in finer:
@@ -511,20 +787,93 @@ def _check_rules(rules: Any) -> None:
             raise _Skip(f"RRULE repeats {per_day:g} times a day (more than {MAX_PER_DAY} is not a meeting)")
 
 
+def _check_dates(rdates: Any) -> None:
+    """The density rule of `_check_rules` for RDATE lists: more than MAX_PER_DAY dates on one day is not a
+    meeting, however the dates are written."""
+    per_day: Counter[date] = Counter()
+    for values in rdates if isinstance(rdates, list) else [rdates]:
+        for item in values.dts:
+            value = item.dt[0] if isinstance(item.dt, tuple) else item.dt
+            per_day[value.date() if isinstance(value, datetime) else value] += 1
+    most = max(per_day.values(), default=0)
+    if most > MAX_PER_DAY:
+        raise _Skip(f"RDATE lists {most} dates on one day (more than {MAX_PER_DAY} is not a meeting)")
+
+
+def _never(freq: str, parts: dict[str, list[int]], weekdays: int) -> str | None:
+    """Why a rule can never produce an instance, for the shapes that are cheap to see; dateutil would search
+    such a rule up to the year 9999 (the reading budget stops the shapes not recognised here)."""
+    months = parts.get("BYMONTH")
+    days = parts.get("BYMONTHDAY")
+    if months and days and not any(abs(d) <= _MONTH_DAYS[m] for d in days for m in months):
+        return "no such day in those months"
+    weeks = parts.get("BYWEEKNO")
+    if months and weeks and not set(months) & {m for n in weeks for m in _WEEK_MONTHS[n]}:
+        return "no such week in those months"
+    positions = parts.get("BYSETPOS")
+    if positions and min(abs(p) for p in positions) > _set_size(freq, parts, weekdays):
+        return "BYSETPOS beyond the instances of each period"
+    return None
+
+
+def _set_size(freq: str, parts: dict[str, list[int]], weekdays: int) -> int:
+    """The most instances one period of the rule can hold, which BYSETPOS picks from."""
+    days = {"YEARLY": 366, "MONTHLY": 31, "WEEKLY": 7}.get(freq, 1)
+    if weekdays and freq in ("MONTHLY", "WEEKLY", "YEARLY"):
+        days = min(days, weekdays * (53 if freq == "YEARLY" else 5))
+    finer = {"HOURLY": ("BYMINUTE", "BYSECOND"), "MINUTELY": ("BYSECOND",), "SECONDLY": ()}
+    size = days
+    for part in finer.get(freq, ("BYHOUR", "BYMINUTE", "BYSECOND")):
+        size *= len(parts.get(part) or [0])
+    return size
+
+
+def _week_months() -> dict[int, frozenset[int]]:
+    """The months a week number can fall in, in any year: week 1 starts between 29 December and
+    4 January, the last week (-1) between 22 and 28 December (whatever WKST)."""
+    found: dict[int, frozenset[int]] = {}
+    for year in (2001, 2004):  # a common and a leap year
+        for number in range(1, 54):
+            first = date(year - 1, 12, 29) + timedelta(weeks=number - 1)
+            last = date(year, 1, 4) + timedelta(weeks=number - 1, days=6)
+            found[number] = found.get(number, frozenset()) | _months_between(first, last)
+            first = date(year, 12, 22) - timedelta(weeks=number - 1)
+            last = date(year + 1, 1, 3) - timedelta(weeks=number - 1)
+            found[-number] = found.get(-number, frozenset()) | _months_between(first, last)
+    return found
+
+
+def _months_between(first: date, last: date) -> frozenset[int]:
+    return frozenset((first + timedelta(days=n)).month for n in range((last - first).days + 1))
+
+
+_WEEK_MONTHS = _week_months()
+
+
 def _int(value: Any) -> int:
     return int(str(value).rstrip("Ll"))  # a leap month ("5L", RFC 7529) counts as its month
 
 
-def _key_in(component: Component) -> str | None:
-    """The key circleback writes as the description's last line: found on copies that lost the rest."""
+def _own_key(component: Component, marker_secret: bytes | None) -> str | None:
+    """The occurrence key of one of circleback's own events (or a copy): X-CIRCLEBACK-KEY, else the marker
+    the feed writes as the description's last line, kept by copies that lost the X- property. Either
+    counts only when signed with this install's secret: anyone can write a marker, and keys are guessable."""
+    written = circleback_key(component)
+    if written is not None:
+        key = verified_key(written, marker_secret)
+        if key is not None:
+            return key
     description = _text(component.get("DESCRIPTION"))
     if KEY_MARKER not in description:
         return None
-    found = KEY_MARKER_RE.findall(description)
-    return found[-1].strip() if found else None
+    for marker in reversed(KEY_MARKER_RE.findall(description)):
+        key = verified_key(marker, marker_secret)
+        if key is not None:
+            return key
+    return None
 
 
-def _details(component: Component) -> _Details:
+def _details(component: Component, marker_secret: bytes | None) -> _Details:
     start = _when(component, "DTSTART")
     rid = component.get("RECURRENCE-ID")
     return _Details(
@@ -534,7 +883,7 @@ def _details(component: Component) -> _Details:
         organizer=_address(component.get("ORGANIZER")),
         cancelled=_text(component.get("STATUS")).strip().upper() == "CANCELLED",
         blocks=_blocks(component, all_day=not isinstance(start, datetime)),
-        circleback_key=_text(component.get("X-CIRCLEBACK-KEY")).strip() or _key_in(component),
+        circleback_key=_own_key(component, marker_secret),
         recurrence_id=rid.dt if rid is not None else None,
         start=start,
     )
@@ -599,14 +948,23 @@ def _address(value: Any) -> str | None:
         value = value[0] if value else None
     if value is None:
         return None
-    text = str(value).strip()
-    if text[:7].lower() == "mailto:":
-        text = text[7:]
-    text = text.strip().lower()
+    text = normalise_address(str(value))
     if "@" in text:
         return text
-    email = str(getattr(value, "params", {}).get("EMAIL", "")).strip().strip('"').lower()
+    email = normalise_address(str(getattr(value, "params", {}).get("EMAIL", "")).strip('"'))
     return email if "@" in email else None
+
+
+def normalise_address(text: str) -> str:
+    """An address as mail clients write it into calendars, reduced to `name@domain` in lower case:
+    `MAILTO:` in any case, `<...>` around it, a `?subject=...` after it, percent-encoding (RFC 6068)."""
+    text = text.strip()
+    if text[:7].lower() == "mailto:":
+        text = text[7:]
+    text = unquote(text.partition("?")[0]).strip()
+    if text.startswith("<") and text.endswith(">"):
+        text = text[1:-1].strip()
+    return text.lower()
 
 
 def _text(value: Any) -> str:

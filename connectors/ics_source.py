@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import OrderedDict
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from connectors.base import EMPTY_STATE, CalendarState, Capability, ConnectorError
 from connectors.fetch import Fetcher, FetchResult, redact
-from connectors.ics_parse import ParsedCalendar, expand, load_calendar, resolve_zone
+from connectors.ics_parse import ParsedCalendar, expand, load_calendar, resolve_zone, summarise_warnings
 from schedules.events import Interval, Snapshot
 
 _DTSTAMP = re.compile(rb"\nDTSTAMP[:;][^\n]*")
@@ -48,6 +48,7 @@ class IcsSource:
         default_tz: str | None = None,
         owner_emails: Collection[str] = (),
         fetcher: Fetcher | None = None,
+        marker_secret: Callable[[], bytes] | None = None,
     ) -> None:
         if default_tz is not None and resolve_zone(default_tz) is None:
             raise ValueError(f"{name}: unknown time zone {default_tz!r}")
@@ -56,9 +57,14 @@ class IcsSource:
         self.default_tz = default_tz
         self.owner_emails = tuple(owner_emails)
         self.fetcher = fetcher or Fetcher(cache_dir, timeout)
+        # Recognises copies of circleback's own events (signed key markers); asked for only when parsing.
+        self.marker_secret = marker_secret
         self.parses = 0  # how often the content really had to be parsed (health figures, tests)
         self._parsed: _Parsed | None = None
         self._snapshots: OrderedDict[tuple[str, Interval], Snapshot] = OrderedDict()
+        # What this reader has already said about the current content: the service reuses it cycle after
+        # cycle, and the same broken event must not be reported every few minutes.
+        self._said: set[str] = set()
 
     def __repr__(self) -> str:
         return f"IcsSource({self.name!r}, {redact(self.location)!r})"
@@ -80,9 +86,12 @@ class IcsSource:
                 self._snapshots.popitem(last=False)
         else:
             self._snapshots.move_to_end((parsed.key, window))
-        if notes or stale:
-            snapshot = replace(snapshot, warnings=(*notes, *snapshot.warnings), stale=stale)
-        return snapshot
+        fresh = [warning for warning in snapshot.warnings if warning not in self._said]
+        self._said.update(fresh)
+        warnings = (*notes, *summarise_warnings(self.name, fresh))
+        if warnings == snapshot.warnings and stale is None:
+            return snapshot
+        return replace(snapshot, warnings=warnings, stale=stale)
 
     def _fetch(self, notes: list[str]) -> tuple[FetchResult, str | None]:
         """The fresh copy, or the last good one plus the reason the fresh one could not be had."""
@@ -106,8 +115,19 @@ class IcsSource:
         if known is not None and known.key == key:
             self._parsed = replace(known, sha256=result.sha256)
             return self._parsed
-        calendar = load_calendar(result.data, self.name, default_tz=self.default_tz)
+        calendar = load_calendar(
+            result.data, self.name, default_tz=self.default_tz, marker_secret=self._secret()
+        )
         self.parses += 1
         self._parsed = _Parsed(result.sha256, key, calendar)
         self._snapshots.clear()
+        self._said.clear()
         return self._parsed
+
+    def _secret(self) -> bytes | None:
+        if self.marker_secret is None:
+            return None
+        try:
+            return self.marker_secret()
+        except (OSError, RuntimeError, ValueError) as exc:  # the message names the file, never the secret
+            raise ConnectorError(self.name, f"cannot check copies of circleback's events: {exc}") from None

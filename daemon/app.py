@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,7 @@ from connectors.base import Reader, Writer
 from connectors.fetch import UnreadableFile, read_regular_file
 from connectors.registry import make_reader, make_writer
 from daemon.config import Settings
+from daemon.marker_secret import load_or_create_marker_secret, marker_secret_path
 from daemon.sources import source_name as source_name  # the default name, for callers of old
 from daemon.store import Store, StoreError, normalise_url
 from schedules.model import Plan
@@ -49,10 +51,18 @@ def load_plan(path: Path) -> Plan:
 class Calendars:
     readers: list[Reader]
     writers: list[Writer]
+    # The install's secret for signing and checking key markers (daemon.marker_secret), read or made on
+    # first use, so commands that neither read calendars nor write a feed never touch it.
+    marker_secret: Callable[[], bytes]
+
+
+def marker_secret_of(settings: Settings) -> Callable[[], bytes]:
+    return functools.cache(lambda: load_or_create_marker_secret(marker_secret_path(settings.state_dir)))
 
 
 def build_calendars(settings: Settings, plan: Plan, *, feed_path: Path | None = None) -> Calendars:
     cache_dir = settings.state_dir / "sources"
+    marker_secret = marker_secret_of(settings)
     owner_emails = (plan.owner.email,) if plan.owner.email else ()
     readers = [
         make_reader(
@@ -63,6 +73,7 @@ def build_calendars(settings: Settings, plan: Plan, *, feed_path: Path | None = 
             timeout=settings.source_timeout.total_seconds(),
             default_tz=plan.timezone,
             owner_emails=owner_emails,
+            marker_secret=marker_secret,
         )
         for source in settings.sources
     ]
@@ -73,9 +84,10 @@ def build_calendars(settings: Settings, plan: Plan, *, feed_path: Path | None = 
             plan=plan,
             name=settings.feed_name,
             refresh=settings.feed_refresh,
+            marker_secret=marker_secret,
         )
     ]
-    return Calendars(readers, writers)
+    return Calendars(readers, writers, marker_secret)
 
 
 def _sqlite_path(url: str) -> Path | None:

@@ -7,7 +7,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from connectors.base import EMPTY_STATE, CalendarState, ConnectorError, Reader
@@ -79,12 +79,15 @@ class GuardedReader:
         in its own job), otherwise a refresh now. Raises ConnectorError only with no copy at all."""
         with self._lock:
             now = self._clock()
-            if self._last is not None and self._last_at is not None and now - self._last_at < self._fresh_for:
-                return self._last
-            self.refresh(window)
+            if not (
+                self._last is not None and self._last_at is not None and now - self._last_at < self._fresh_for
+            ):
+                self.refresh(window)
             if self._last is None:
                 raise ConnectorError(self.name, self.health.last_error or "no data")
-            return self._last
+            # Each warning is handed out once: the next cycle served from this copy has nothing new to say.
+            snapshot, self._last = self._last, replace(self._last, warnings=())
+            return snapshot
 
     def refresh(self, window: Interval) -> bool:
         """Read the calendar now, unless backing off; True when its data changed. Never raises."""

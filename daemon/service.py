@@ -174,7 +174,11 @@ class Service:
                 log.exception("cycle failed; retrying at the next run")
                 return
             data = render_feed(
-                report.published, plan=plan, name=self.settings.feed_name, refresh=self.settings.feed_refresh
+                report.published,
+                plan=plan,
+                name=self.settings.feed_name,
+                refresh=self.settings.feed_refresh,
+                marker_secret=calendars.marker_secret(),
             )
             changed = self.cache.update(data, self._changed_at(data, now))
             self.last_cycle_ok, self.last_cycle_error = now, None

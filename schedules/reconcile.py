@@ -8,6 +8,8 @@ in as `interactions` gives no new ones. Decisions, where the issue leaves room, 
   when the contact is an attendee or the organizer.
 - Our own events (recognised by key or UID) never match by title: the title is ours, and a group's keyword
   could otherwise claim another connection's touchpoint. Invited attendees still count for other connections.
+- Only a copy carrying the (signed, see connectors.ics_feed) key completes a touchpoint; an event that merely
+  has the UID circleback would give it does not: such UIDs are derived from guessable keys.
 - If a touchpoint shows up more than once, a copy moved away from the planned time wins (the person moved it
   on purpose; an unmoved subscriber copy says nothing), then the earliest copy.
 - Deduplication is on (event UID, connection) whatever the source: the same event is one meeting whether it
@@ -16,6 +18,9 @@ in as `interactions` gives no new ones. Decisions, where the issue leaves room, 
 - A cancelled copy of a tracked touchpoint is no sign it happened: after the grace period it is missed
   (unless an interaction was logged).
 - Occurrences whose status is already settled (completed, missed, skipped) are treated as untracked.
+- One recurring series gives a connection at most one entry per local day, the day's first instance: an
+  hourly series is not 24 meetings a day (the reader already drops series denser than 24 a day, RRULE or
+  RDATE alike). A daily standup still counts every day.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
@@ -31,11 +36,12 @@ from zoneinfo import ZoneInfo
 from schedules.cadence import format_duration
 from schedules.events import Interaction, InteractionKind, Observation, PartStat, require_utc
 from schedules.model import REVIEW_LOG_NAME, Connection, ConnectionKind, Plan
-from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus, occurrence_uid
+from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus
 
 TOUCHPOINT_PREFIX = "touchpoint:"
 _OPEN = frozenset({OccurrenceStatus.PLANNED, OccurrenceStatus.PLACED})
 _OWN_UID = re.compile(r"^cb-[0-9a-f]{24}@circleback\.invalid$")
+_SERIES_INSTANCE = re.compile(r"^(.+)/\d{8}T\d{6}Z$")  # Observation.instance_id of a series' instance
 
 
 @dataclass(frozen=True)
@@ -170,6 +176,7 @@ class _Run:
     statuses: dict[str, StatusChange] = field(default_factory=dict)
     reviews_done: list[datetime] = field(default_factory=list)
     explain: list[tuple[datetime, str]] = field(default_factory=list)
+    series_days: set[tuple[str, str, date]] = field(default_factory=set)  # (series UID, connection, day)
 
     def local(self, value: datetime) -> str:
         return value.astimezone(self.zone).strftime("%Y-%m-%d %H:%M")
@@ -206,6 +213,11 @@ class _Run:
         )
         self.entries.append(NewEntry(interaction, key))
         self.logged.add((obs.instance_id, connection.name.casefold()))
+        if obs.recurrence_id is not None:
+            self.series_days.add(self.series_day(obs.uid, connection.name, obs.start))
+
+    def series_day(self, uid: str, connection: str, at: datetime) -> tuple[str, str, date]:
+        return (uid, connection.casefold(), at.astimezone(self.zone).date())
 
 
 def reconcile(
@@ -237,6 +249,10 @@ def reconcile(
         },
         matchers=tuple(_Matcher.of(c) for c in plan.connections),
     )
+    for item in (*interactions, *withdrawn):
+        found = _SERIES_INSTANCE.match(item.event_uid or "")
+        if found:
+            run.series_days.add(run.series_day(found.group(1), item.connection, item.at))
     ordered = sorted(observations, key=_obs_order)
     groups = _own_groups(ordered, tracked)
 
@@ -286,19 +302,15 @@ def _tracked(occurrences: Sequence[TrackedOccurrence]) -> dict[str, Occurrence]:
 def _own_groups(
     ordered: Sequence[Observation], tracked: Mapping[str, Occurrence]
 ) -> dict[str, list[Observation]]:
-    """Observations of our own events, by occurrence key: by the key they carry or by the UID we gave them."""
-    known = set(tracked) | {obs.circleback_key for obs in ordered if obs.circleback_key}
-    by_uid = {occurrence_uid(key): key for key in sorted(known)}
+    """Observations of our own events, by the occurrence key they carry.
+
+    Only the key counts, never the UID alone: the reader sets `circleback_key` only for a marker signed with
+    this install's secret, while our UIDs are derived from the key (`occurrence_uid`) and so can be
+    computed by anyone who can guess the key. Every copy circleback writes carries the signed key twice."""
     groups: dict[str, list[Observation]] = {}
     for obs in ordered:
-        by_own_uid = by_uid.get(obs.uid)
-        key: str | None
-        if obs.circleback_key in tracked or (obs.circleback_key and by_own_uid not in tracked):
-            key = obs.circleback_key
-        else:
-            key = by_own_uid
-        if key is not None:
-            groups.setdefault(key, []).append(obs)
+        if obs.circleback_key:
+            groups.setdefault(obs.circleback_key, []).append(obs)
     return groups
 
 
@@ -360,6 +372,11 @@ def _meetings(run: _Run, obs: Observation, own_key: str | None, tracked: Mapping
     title = _words(obs.summary) if not own and not obs.all_day else None
     for matcher in run.matchers:
         if matcher.name == own_connection or (obs.instance_id, matcher.name) in run.logged:
+            continue
+        if (
+            obs.recurrence_id is not None
+            and run.series_day(obs.uid, matcher.name, obs.start) in run.series_days
+        ):
             continue
         how = _how_met(matcher, parties, title)
         if how is not None:

@@ -221,19 +221,29 @@ class IcsHarness(Harness):
         feed_path = directory / "circleback.ics"
         self.person_path = directory / "person.ics"
         cache = directory / "cache"
-        self.writer = FeedFile(feed_path, plan=PLAN, name="Ada's circle", connector="feed")
+        secret = bytes(range(32))  # the install's marker secret: the feed signs with it, the reader checks
+        self.writer = FeedFile(
+            feed_path, plan=PLAN, name="Ada's circle", connector="feed", marker_secret=lambda: secret
+        )
         # The subscription exists from the start, as after circleback's first cycle with nothing to place.
         self.writer.apply([])
         self.foreign: list[Foreign] = []
         self._write_person()
         self.readers = (
-            IcsSource("subscribed", str(feed_path), cache_dir=cache, default_tz=PLAN.timezone),
+            IcsSource(
+                "subscribed",
+                str(feed_path),
+                cache_dir=cache,
+                default_tz=PLAN.timezone,
+                marker_secret=lambda: secret,
+            ),
             IcsSource(
                 "person",
                 str(self.person_path),
                 cache_dir=cache,
                 default_tz=PLAN.timezone,
                 owner_emails=[OWNER],
+                marker_secret=lambda: secret,
             ),
         )
 

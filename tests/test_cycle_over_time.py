@@ -84,13 +84,15 @@ def test_confirmed_touchpoints_restart_the_rhythm_from_the_real_meeting(tmp_path
             report = run_cycle(
                 plan, store, readers=[own], writers=[subscribed], now=now, horizon=HORIZON, grace=GRACE
             )
-            # Each touchpoint with Grace, a person copies into their own calendar (keeping its UID) an hour
-            # later than planned, and attends it.
+            # Each touchpoint with Grace, a person copies into their own calendar (keeping its UID, and its
+            # signed key, as a copy keeps the description) an hour later than planned, and attends it.
             for revision in report.published:
                 occ = revision.occurrence
                 if occ.connection == "Grace Hopper" and now <= occ.start < now + timedelta(hours=12):
                     moved = occ.start + timedelta(hours=1)
-                    own.add_event(moved, moved + (occ.end - occ.start), occ.title, uid=occ.uid)
+                    own.add_event(
+                        moved, moved + (occ.end - occ.start), occ.title, uid=occ.uid, circleback_key=occ.key
+                    )
                     attended.append(moved)
             now += timedelta(hours=12)
         grace_log = sorted(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from connectors.ics_feed import sign_key
 from connectors.ics_parse import expand, load_calendar, parse_calendar
 from schedules.events import Attendee, Interval, Observation, PartStat, Snapshot
 
@@ -20,6 +21,11 @@ FIXTURES = Path(__file__).parent / "fixtures" / "ics"
 BROKEN = FIXTURES / "broken"
 WINDOW = Interval(datetime(2025, 1, 6, tzinfo=UTC), datetime(2025, 2, 10, tzinfo=UTC))
 OWNER = ("ada@example.com",)
+SECRET = bytes(range(32))  # this install's marker secret, for the copies of our own events below
+
+
+def signed(key: str) -> str:
+    return f"{key} sig={sign_key(key, SECRET)}"
 
 
 def utc(day: int, hour: int = 0, minute: int = 0, month: int = 1) -> datetime:
@@ -98,7 +104,9 @@ def test_google_flags_and_circleback_events() -> None:
     assert seen["Team offsite"].all_day and not seen["Team offsite"].transparent
     assert (seen["Team offsite"].start, seen["Team offsite"].end) == (utc(15), utc(17))
     touchpoint = seen["Nurture: Grace Hopper"]
-    assert touchpoint.circleback_key == "touchpoint:grace hopper:2025-W03"
+    assert touchpoint.circleback_key is None, (
+        "an unsigned key (as earlier releases wrote them) proves nothing"
+    )
     assert touchpoint.uid == "cb-3f1d2a9e8b7c6d5e4f3a2b1c@circleback.invalid"
     review = seen["Review: relationship plan"]
     assert review.circleback_key is None
@@ -478,14 +486,15 @@ def test_a_file_of_nothing_but_bad_bytes_is_a_warning() -> None:
     "identity",
     [
         "UID:cb-3f1d2a9e8b7c6d5e4f3a2b1c@circleback.invalid",  # a subscriber's copy keeps our UID
-        "UID:copied-by-hand@example.com\nX-CIRCLEBACK-KEY;VALUE=TEXT:touchpoint:grace hopper:2025-W03",
+        "UID:copied-by-hand@example.com\nX-CIRCLEBACK-KEY;VALUE=TEXT:"
+        + signed("touchpoint:grace hopper:2025-W03"),
     ],
 )
 def test_our_own_touchpoints_are_observed_but_never_block(identity: str) -> None:
     # Counting our own event as busy would push the original out of its own slot on the next cycle.
     own = f"{identity}\nDTSTART:20250109T100000Z\nDTEND:20250109T103000Z\nSUMMARY:Nurture: Grace Hopper"
     other = "UID:standup@x\nDTSTART:20250109T110000Z\nDTEND:20250109T113000Z\nSUMMARY:Standup"
-    snapshot = parse_calendar(calendar(own, other), "work", WINDOW)
+    snapshot = parse_calendar(calendar(own, other), "work", WINDOW, marker_secret=SECRET)
     assert spans(snapshot) == [(utc(9, 11), utc(9, 11, 30))]
     assert {o.summary for o in snapshot.observations} == {"Nurture: Grace Hopper", "Standup"}
 
@@ -496,14 +505,87 @@ def test_a_copy_with_a_new_uid_is_recognised_by_the_key_in_its_description() -> 
     copy = (
         "UID:7kq2l1s9a0@google.com\nDTSTART:20250109T150000Z\nDTEND:20250109T153000Z\n"
         "SUMMARY:Nurture: Grace Hopper\n"
-        "DESCRIPTION:Next wise action: send the article\\n\\ncircleback-key: touchpoint:grace hopper:2025-W02"
+        "DESCRIPTION:Next wise action: send the article\\n\\ncircleback-key: "
+        + signed("touchpoint:grace hopper:2025-W02")
     )
     lookalike = (
         "UID:other@x\nDTSTART:20250110T150000Z\nDTEND:20250110T153000Z\nSUMMARY:Notes\n"
         "DESCRIPTION:we talked about circleback-key: rotation"
     )
-    snapshot = parse_calendar(calendar(copy, lookalike), "work", WINDOW)
+    snapshot = parse_calendar(calendar(copy, lookalike), "work", WINDOW, marker_secret=SECRET)
     seen = by_summary(snapshot)
     assert seen["Nurture: Grace Hopper"].circleback_key == "touchpoint:grace hopper:2025-W02"
     assert seen["Notes"].circleback_key is None, "the marker only counts at the start of a line"
     assert spans(snapshot) == [(utc(10, 15), utc(10, 15, 30))], "the copy is ours: it never blocks"
+
+
+# --- keys and addresses as other calendars write them back ---------------------------------------------
+
+
+def test_a_key_returned_without_value_text_is_unescaped_as_the_writer_does() -> None:
+    # Calendars that round-trip the feed drop `;VALUE=TEXT`; the comma in "Smith, Jane" stays escaped.
+    copy = (
+        "UID:cb-0123456789abcdef01234567@circleback.invalid\nDTSTART:20250109T100000Z\n"
+        "DTEND:20250109T103000Z\nSUMMARY:Nurture: Smith, Jane\n"
+        "X-CIRCLEBACK-KEY:"
+        + signed("touchpoint:smith, jane;sr:2025-W02").replace(",", "\\,").replace(";", "\\;")
+    )
+    (observation,) = parse_calendar(calendar(copy), "work", WINDOW, marker_secret=SECRET).observations
+    assert observation.circleback_key == "touchpoint:smith, jane;sr:2025-W02"
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "mailto:<grace@example.com>",
+        "mailto:grace@example.com?subject=Coffee",
+        "MAILTO:Grace@Example.com",
+        "mailto:grace%40example.com",
+        "mailto:%3Cgrace@example.com%3E",
+        " mailto: <GRACE@example.com> ",
+    ],
+)
+def test_attendee_and_organizer_addresses_are_normalised(written: str) -> None:
+    event = (
+        "UID:m@x\nDTSTART:20250109T100000Z\nDTEND:20250109T110000Z\nSUMMARY:Coffee\n"
+        f"ORGANIZER:{written}\nATTENDEE;PARTSTAT=ACCEPTED:{written}"
+    )
+    (observation,) = parse_calendar(calendar(event), "work", WINDOW).observations
+    assert observation.organizer == "grace@example.com"
+    assert observation.attendees == (Attendee("grace@example.com", PartStat.ACCEPTED),)
+
+
+# --- events sharing a UID ---------------------------------------------------------------------------------
+
+
+def test_events_sharing_a_uid_all_block_their_time_and_are_reported_once() -> None:
+    data = calendar(
+        "UID:same@x\nDTSTART:20250109T100000Z\nDTEND:20250109T110000Z\nSUMMARY:Dentist",
+        "UID:same@x\nDTSTART:20250110T100000Z\nDTEND:20250110T110000Z\nSUMMARY:Coffee with Grace",
+        "UID:same@x\nSEQUENCE:2\nDTSTART:20250113T090000Z\nDTEND:20250113T093000Z\nRRULE:FREQ=DAILY;COUNT=2",
+        "UID:other@x\nDTSTART:20250111T100000Z\nDTEND:20250111T110000Z\nSUMMARY:Other",
+    )
+    snapshot = parse_calendar(data, "work", WINDOW)
+    assert spans(snapshot) == [
+        (utc(9, 10), utc(9, 11)),
+        (utc(10, 10), utc(10, 11)),
+        (utc(11, 10), utc(11, 11)),
+        (utc(13, 9), utc(13, 9, 30)),
+        (utc(14, 9), utc(14, 9, 30)),
+    ]
+    assert [o.summary for o in snapshot.observations if o.uid == "same@x"] == [
+        "Dentist",
+        "Coffee with Grace",
+        "",
+        "",
+    ]
+    assert snapshot.warnings == (
+        "work: line 4: event 'same@x': 3 different events share this UID; all are kept as busy time",
+    )
+
+
+def test_an_event_repeated_word_for_word_is_one_event_without_a_warning() -> None:
+    event = "UID:twice@x\nDTSTART:20250109T100000Z\nDTEND:20250109T110000Z\nSUMMARY:Twice"
+    snapshot = parse_calendar(calendar(event, event), "work", WINDOW)
+    assert [o.uid for o in snapshot.observations] == ["twice@x"]
+    assert snapshot.warnings == ()

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from cli_runner import run_cli
-from icalendar import Calendar
+from icalendar import Calendar, vText
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ADA = FIXTURES / "plans" / "ada.yaml"
@@ -61,9 +61,16 @@ def ics_utc(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def copied_event(uid: str, start: datetime, end: datetime, summary: str) -> str:
-    """A touchpoint as a subscriber's calendar app copies it into their own calendar: our UID and title,
-    none of our X- properties, the time wherever they dragged it."""
+def copied_event(home: Path, uid: str, start: datetime, end: datetime, summary: str) -> str:
+    """A touchpoint as a subscriber's calendar app copies it into their own calendar: our UID, title and
+    description (whose last line is the signed key), none of our X- properties, the time wherever they
+    dragged it. The description comes from the feed circleback wrote, as the app's copy does."""
+    (published,) = [
+        event
+        for event in Calendar.from_ical(feed_of(home).read_bytes()).walk("VEVENT")
+        if event["UID"] == uid
+    ]
+    description = vText(str(published["DESCRIPTION"])).to_ical().decode()
     return (
         "BEGIN:VEVENT\r\n"
         f"UID:{uid}\r\n"
@@ -71,6 +78,7 @@ def copied_event(uid: str, start: datetime, end: datetime, summary: str) -> str:
         f"DTSTART:{ics_utc(start)}\r\n"
         f"DTEND:{ics_utc(end)}\r\n"
         f"SUMMARY:{summary}\r\n"
+        f"DESCRIPTION:{description}\r\n"
         "STATUS:CONFIRMED\r\n"
         "END:VEVENT\r\n"
     )
@@ -128,7 +136,7 @@ def test_copied_touchpoint_and_meetings_are_logged_once_and_undo_sticks(run: Run
     # She dragged it one hour later in her own calendar; the copy keeps our UID.
     moved_start, moved_end = planned_start + timedelta(hours=1), planned_end + timedelta(hours=1)
     source = write_source(
-        home / "ada.ics", copied_event(placed["uid"], moved_start, moved_end, placed["title"])
+        home / "ada.ics", copied_event(home, placed["uid"], moved_start, moved_end, placed["title"])
     )
     t1 = moved_end + timedelta(minutes=30)
     assert t1 < planned_end + timedelta(hours=24)  # well inside the grace period: only the copy settles it
@@ -292,7 +300,8 @@ def test_unreadable_sources_are_reported_and_nothing_is_lost(run: Run, home: Pat
     # not written off as missed: once the calendar is readable again, the copy in it still counts. (The
     # address that never worked holds nothing back: see test_a_calendar_that_never_worked_...)
     source = write_source(
-        home / "ada.ics", copied_event(placed["uid"], at(placed, "start"), at(placed, "end"), placed["title"])
+        home / "ada.ics",
+        copied_event(home, placed["uid"], at(placed, "start"), at(placed, "end"), placed["title"]),
     )
     back = run("reconcile", "--source", str(source), now=t2)
     assert f"logged     {GRACE}  {at(placed, 'start'):%Y-%m-%d %H:%M} (touchpoint" in back.stdout

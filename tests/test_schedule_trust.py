@@ -66,7 +66,11 @@ def feed_events(home: Path) -> dict[str, tuple[str, datetime]]:
     """Key -> (summary, start) of every event in the published feed."""
     calendar = Calendar.from_ical(feed_bytes(home))
     return {
-        str(e["X-CIRCLEBACK-KEY"]): (str(e["SUMMARY"]), e.decoded("DTSTART").astimezone(UTC))
+        # The feed signs the key (`KEY sig=HMAC`); the key is what comes before the signature.
+        str(e["X-CIRCLEBACK-KEY"]).split(" sig=")[0]: (
+            str(e["SUMMARY"]),
+            e.decoded("DTSTART").astimezone(UTC),
+        )
         for e in calendar.walk("VEVENT")
     }
 
@@ -251,8 +255,12 @@ def test_a_completed_touchpoint_shows_in_the_feed_when_it_happened(cb: Cli, home
     first = next(i for i in agenda(cb) if i["connection"] == GRACE)
     planned = datetime.fromisoformat(first["start"]).astimezone(UTC)
     moved = planned + timedelta(hours=3)
+    # The person's calendar app copied the event (with its signed description) and they dragged it.
+    feed = Calendar.from_ical(feed_bytes(home))
+    (event,) = [e for e in feed.walk("VEVENT") if str(e["UID"]) == first["uid"]]
+    event["DTSTART"].dt, event["DTEND"].dt = moved, moved + timedelta(minutes=30)
     copy = home / "mine.ics"
-    copy.write_text(ics(vevent(first["uid"], moved, moved + timedelta(minutes=30), first["title"])))
+    copy.write_bytes(ics(event.to_ical().decode()).encode())
     after = moved + timedelta(hours=1)
     cb("sync", "--source", str(copy), now=after)
     assert feed_events(home)[first["key"]][1] == moved
