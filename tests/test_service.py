@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import http.server
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -18,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from daemon.service import PlanWatch
 from daemon.store import Store
 
 ADA = Path(__file__).parent / "fixtures" / "plans" / "ada.yaml"
@@ -315,7 +319,9 @@ def test_a_failing_calendar_is_retried_and_reported_while_the_others_go_on(
     threading.Thread(target=broken.serve_forever, daemon=True).start()
     try:
         bad_url = f"http://127.0.0.1:{broken.server_address[1]}/secret-path/cal.ics"
-        service = start(extra=f'[ics]\nsources = ["{slow_calendar.url}", "{bad_url}"]\n')
+        missing = workdir / "private-folder" / "gone.ics"
+        sources = f'["{slow_calendar.url}", "{bad_url}", "{missing}"]'
+        service = start(extra=f"[ics]\nsources = {sources}\n")
         service.wait_for(lambda: feed_ready(service), "the feed")
 
         def calendars() -> dict[str, Any]:
@@ -323,11 +329,16 @@ def test_a_failing_calendar_is_retried_and_reported_while_the_others_go_on(
             found: dict[str, Any] = details.get("details", details)["calendars"]
             return found
 
-        service.wait_for(lambda: len(calendars()) == 2, "both calendars in /readyz")
+        service.wait_for(lambda: len(calendars()) == 3, "all three calendars in /readyz")
         health = calendars()
         bad = next(v for k, v in health.items() if k.startswith("127.0.0.1") and not v["ok"])
         good = next(v for v in health.values() if v["ok"])
-        assert bad["failures"] >= 1 and "HTTP 500" in bad["last_error"]
+        assert bad["failures"] >= 1 and bad["state"] == "failing"
+        assert health["gone.ics"]["state"] == "failing", "a local calendar is named, not located"
+        ready_text = httpx.get(f"{service.base}/readyz", timeout=5).text
+        for detail in ("HTTP 500", "secret-path", "private-folder", str(workdir), "No such file"):
+            assert detail not in ready_text, f"/readyz is unauthenticated: {detail!r} must not show"
+        assert "HTTP 500" in service.output(), "the reason is in the log instead"
         assert bad["next_attempt"] is not None, "it is retried on a backoff schedule"
         assert good["last_ok"] is not None, "the healthy calendar goes on"
         assert b"Nurture: Grace Hopper" in httpx.get(service.feed_url(), timeout=5).content
@@ -336,3 +347,107 @@ def test_a_failing_calendar_is_retried_and_reported_while_the_others_go_on(
     finally:
         broken.shutdown()
         broken.server_close()
+
+
+# A block every morning that the owner declined: free time for ada@example.com, busy for anyone else.
+DECLINED_MORNINGS = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:mornings@test\r\n"
+    "DTSTAMP:20261101T000000Z\r\nDTSTART:20261101T090000\r\nDTEND:20261101T120000\r\n"
+    "RRULE:FREQ=DAILY\r\nSUMMARY:Morning block\r\nORGANIZER:mailto:boss@example.com\r\n"
+    "ATTENDEE;PARTSTAT=DECLINED:mailto:ada@example.com\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+
+
+def upcoming_local_starts(service: Running) -> list[str]:
+    """Local DTSTARTs (YYYYMMDDTHHMMSS) of the feed's events from tomorrow on."""
+    tomorrow = time.strftime("%Y%m%d", time.gmtime(time.time() + 86400))
+    return sorted(start for start in feed_events(service).values() if start[:8] >= tomorrow)
+
+
+def in_the_mornings(starts: list[str]) -> list[str]:
+    return [start for start in starts if "09" <= start[9:11] < "12"]
+
+
+def test_a_plan_edit_of_the_owner_address_reaches_the_running_readers(
+    start: Callable[..., Running], workdir: Path
+) -> None:
+    source = workdir / "mornings.ics"
+    source.write_text(DECLINED_MORNINGS, newline="")
+    service = start(extra=f'[ics]\nsources = ["{source}"]\n')
+    service.wait_for(lambda: feed_ready(service), "the feed")
+    before = upcoming_local_starts(service)
+    assert in_the_mornings(before), f"declined by the owner, the mornings are free: {before}"
+
+    plan = workdir / "plan.yaml"
+    plan.write_text(plan.read_text().replace("ada@example.com", "ada.lovelace@example.com"))
+    service.wait_for(lambda: "plan reloaded" in service.output(), "the plan edit")
+    service.wait_for(
+        lambda: not in_the_mornings(upcoming_local_starts(service)),
+        "the touchpoints to leave the mornings that are now busy",
+    )
+    assert upcoming_local_starts(service), "the touchpoints moved, they did not vanish"
+    assert service.stop() == 0
+
+
+def test_readyz_is_not_ready_while_the_first_cycle_has_not_rendered_the_feed(
+    start: Callable[..., Running], slow_calendar: SlowCalendar
+) -> None:
+    service = start_with_a_cycle_held_open(
+        start, slow_calendar, extra=f'[ics]\nsources = ["{slow_calendar.url}"]\n'
+    )
+    service.wait_for(lambda: (service.state / "feed-token").exists(), "the HTTP server")
+    assert httpx.get(service.feed_url(), timeout=5).status_code == 503
+    ready = httpx.get(f"{service.base}/readyz", timeout=5)
+    assert ready.status_code == 503, ready.text
+    details = ready.json()["details"]
+    assert details["feed"] == "not rendered yet: waiting for the first cycle"
+    assert details["cycle"].startswith("running for ")
+    assert httpx.get(f"{service.base}/healthz", timeout=5).status_code == 200, "alive, just not ready"
+    service.wait_for(lambda: feed_ready(service), "the first cycle to finish", timeout=30)
+    ready = httpx.get(f"{service.base}/readyz", timeout=5)
+    assert ready.status_code == 200 and ready.json()["details"]["feed"] == "ok", ready.text
+    assert service.stop() == 0
+
+
+@contextlib.contextmanager
+def no_descriptors_left() -> Iterator[None]:
+    """Every file descriptor of this process in use, as under a flood of idle connections."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, len(os.listdir("/proc/self/fd")) + 64), hard))
+    taken: list[int] = []
+    try:
+        while True:
+            try:
+                taken.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError as exc:
+                assert exc.errno == errno.EMFILE
+                break
+        yield
+    finally:
+        for fd in taken:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_plan_watch_tries_a_failed_read_again_but_an_invalid_edit_only_after_the_next_edit(
+    tmp_path: Path,
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    shutil.copy(ADA, plan)
+    watch = PlanWatch.load(plan)
+    plan.write_text(plan.read_text().replace("Grace Hopper", "Grace Brewster Hopper"))
+    with no_descriptors_left():
+        assert watch.poll() is False
+    assert watch.last_error is not None and "Too many open files" in watch.last_error
+    assert watch.plan.connections[0].name == "Grace Hopper", "the last good plan stays in force"
+    assert watch.poll() is True, "the same edit is read once the file can be opened again"
+    assert watch.plan.connections[0].name == "Grace Brewster Hopper"
+    assert watch.last_error is None
+    assert watch.generation == 1
+
+    plan.write_text(plan.read_text().replace("stage: nurture", "stage: nurish"))
+    assert watch.poll() is False
+    assert watch.last_error is not None and "connections[0].stage" in watch.last_error
+    assert watch.poll() is False and watch.generation == 1
+    plan.write_text(plan.read_text().replace("stage: nurish", "stage: elevate"))
+    assert watch.poll() is True and watch.last_error is None and watch.generation == 2
