@@ -27,7 +27,7 @@ from daemon.backoff import CalendarHealth, GuardedReader
 from daemon.config import Settings
 from daemon.cycle import LOOKBACK, run_cycle
 from daemon.feed_cache import FeedCache
-from daemon.lock import AlreadyRunning, ProcessLock, lock_path_for
+from daemon.lock import AlreadyRunning, ProcessLock, database_file_for
 from daemon.logs import setup_logging
 from daemon.notify import Notifier
 from daemon.secret_token import TokenFileError
@@ -312,9 +312,9 @@ class Service:
 
         settings = self.settings
         self.watch = PlanWatch.load(settings.plan)
-        lock_path = lock_path_for(settings.database_url, settings.state_dir)
-        if lock_path:
-            self._lock = ProcessLock(lock_path)
+        database_file = database_file_for(settings.database_url)
+        if database_file is not None:
+            self._lock = ProcessLock(database_file)
             self._lock.acquire()
         self.store = Store(settings.database_url)
         self.health = HealthState(max_age=HEARTBEAT_EVERY * 6, readiness=self.readiness)

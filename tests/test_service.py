@@ -81,7 +81,7 @@ def start(workdir: Path) -> Iterator[Callable[..., Running]]:
     def _start(db_url: str | None = None, *, extra: str = "", port: int | None = None) -> Running:
         port = port or free_port()
         state = workdir / "state"
-        config = workdir / "config.toml"
+        config = workdir / f"config-{len(started)}.toml"  # services started together read their own
         url = db_url or f"sqlite:///{workdir / 'cb.db'}"
         config.write_text(
             f'plan = "plan.yaml"\nstate_dir = "{state}"\nlog_format = "text"\n'
@@ -145,12 +145,27 @@ def test_serves_feed_reloads_plan_survives_bad_edit_and_stops_on_sigterm(
     assert service.feed_url().split("/feed/")[1].removesuffix(".ics") not in service.output()
 
 
-def test_second_service_on_same_sqlite_file_is_refused(start: Callable[..., Running]) -> None:
-    first = start()
+@pytest.mark.parametrize("spelling", ["same path", "symlink", "hard link", "relative path"])
+def test_second_service_on_same_sqlite_file_is_refused(
+    start: Callable[..., Running], workdir: Path, spelling: str
+) -> None:
+    database = workdir / "cb.db"
+    first = start(f"sqlite:///{database}")
     first.wait_for(lambda: feed_ready(first), "the first service")
-    second = start()
-    assert second.proc.wait(timeout=30) == 1
+    other = workdir / "elsewhere" / "other.db"
+    other.parent.mkdir()
+    if spelling == "symlink":
+        other.symlink_to(database)
+    elif spelling == "hard link":
+        other.hardlink_to(database)
+    elif spelling == "relative path":
+        other = Path("elsewhere/../cb.db")  # the services run in workdir
+    else:
+        other = database
+    second = start(f"sqlite:///{other}", port=free_port())
+    assert second.proc.wait(timeout=30) == 1, second.output()
     assert "already using" in second.output()
+    assert f"pid {first.proc.pid}" in second.output()
     assert first.proc.poll() is None
     assert first.stop() == 0
 
@@ -451,3 +466,20 @@ def test_plan_watch_tries_a_failed_read_again_but_an_invalid_edit_only_after_the
     assert watch.poll() is False and watch.generation == 1
     plan.write_text(plan.read_text().replace("stage: nurish", "stage: elevate"))
     assert watch.poll() is True and watch.last_error is None and watch.generation == 2
+
+
+@pytest.mark.postgres
+def test_two_services_on_one_postgresql_start_together_without_a_failed_cycle(
+    start: Callable[..., Running], postgres_url: str
+) -> None:
+    services = [start(postgres_url), start(postgres_url, port=free_port())]
+    for service in services:
+        service.wait_for(lambda service=service: feed_ready(service), "both feeds")  # type: ignore[misc]
+    for service in services:
+        assert "cycle failed" not in service.output() and "Traceback" not in service.output()
+        assert service.stop() == 0
+    with Store(postgres_url) as store:
+        names = [c.name for c in store.connections()]
+        assert names == ["Grace Hopper", "Women in Tech London"]
+        keys = [row.key for row in store.occurrences()]
+        assert keys and len(keys) == len(set(keys))
