@@ -78,7 +78,9 @@ def workdir(tmp_path: Path) -> Path:
 def start(workdir: Path) -> Iterator[Callable[..., Running]]:
     started: list[Running] = []
 
-    def _start(db_url: str | None = None, *, extra: str = "", port: int | None = None) -> Running:
+    def _start(
+        db_url: str | None = None, *, extra: str = "", port: int | None = None, nofile: int | None = None
+    ) -> Running:
         port = port or free_port()
         state = workdir / "state"
         config = workdir / f"config-{len(started)}.toml"  # services started together read their own
@@ -98,6 +100,7 @@ def start(workdir: Path) -> Iterator[Callable[..., Running]]:
             text=True,
             env=env,
             cwd=workdir,
+            preexec_fn=None if nofile is None else lambda: limit_descriptors(nofile),
         )
         running = Running(proc, port, state, log)
         started.append(running)
@@ -108,6 +111,10 @@ def start(workdir: Path) -> Iterator[Callable[..., Running]]:
         if running.proc.poll() is None:
             running.proc.kill()
             running.proc.wait()
+
+
+def limit_descriptors(count: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
 
 def feed_ready(service: Running) -> bool:
@@ -483,3 +490,33 @@ def test_two_services_on_one_postgresql_start_together_without_a_failed_cycle(
         assert names == ["Grace Hopper", "Women in Tech London"]
         keys = [row.key for row in store.occurrences()]
         assert keys and len(keys) == len(set(keys))
+
+
+def test_idle_connections_beyond_the_descriptor_limit_leave_the_service_answering(
+    start: Callable[..., Running], workdir: Path
+) -> None:
+    service = start(nofile=256)  # the limit of the trial that ran out of descriptors
+    service.wait_for(lambda: feed_ready(service), "the feed")
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(300):
+            idle.append(socket.create_connection(("127.0.0.1", service.port), timeout=5))
+        time.sleep(0.5)
+        service.wait_for(
+            lambda: httpx.get(f"{service.base}/healthz", timeout=2).status_code == 200,
+            "/healthz while 300 idle connections are open",
+            timeout=10,
+        )
+        assert feed_ready(service)
+        plan = workdir / "plan.yaml"
+        plan.write_text(plan.read_text().replace("Grace Hopper", "Grace Brewster Hopper"))
+        service.wait_for(
+            lambda: b"Grace Brewster Hopper" in httpx.get(service.feed_url(), timeout=2).content,
+            "a plan edit to reach the feed meanwhile",
+        )
+    finally:
+        for sock in idle:
+            sock.close()
+    assert "plan edit rejected" not in service.output()
+    assert "closing the one idle longest" in service.output()
+    assert service.stop() == 0
