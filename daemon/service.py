@@ -125,6 +125,7 @@ class Service:
         self._readers_lock = threading.Lock()
         self._readers_generation = 0
         self.cycle_running_since: datetime | None = None
+        self._database_error: str | None = None
         self._server: Any = None
         self._lock: ProcessLock | None = None
         self.watch: PlanWatch | None = None
@@ -289,9 +290,13 @@ class Service:
             self.store.ping()
             at_head = self.store.at_head()
         except Exception as exc:
-            log.warning("readiness: database unreachable: %s", exc)
+            reason = str(exc)
+            if reason != self._database_error:  # /readyz is polled: say each new reason once
+                log.warning("readiness: database unreachable: %s", reason)
+            self._database_error = reason
             details["database"] = "unreachable"
             return False
+        self._database_error = None
         details["database"] = "ok" if at_head else "migrations not at head"
         return at_head
 

@@ -520,3 +520,25 @@ def test_idle_connections_beyond_the_descriptor_limit_leave_the_service_answerin
     assert "plan edit rejected" not in service.output()
     assert "closing the one idle longest" in service.output()
     assert service.stop() == 0
+
+
+@pytest.mark.postgres
+def test_readyz_gives_no_database_error_text(
+    start: Callable[..., Running], workdir: Path, postgres_url: str
+) -> None:
+    service = start(postgres_url)
+    service.wait_for(lambda: feed_ready(service), "the feed on PostgreSQL")
+    with Store(postgres_url) as store, store.engine.begin() as conn:
+        schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')  # the database loses its tables
+    plan = workdir / "plan.yaml"
+    plan.write_text(plan.read_text().replace("Grace Hopper", "Grace Brewster Hopper"))  # a cycle now
+    service.wait_for(lambda: "cycle failed" in service.output(), "the cycle to fail")
+    ready = httpx.get(f"{service.base}/readyz", timeout=5)
+    for secret in (schema, "127.0.0.1", "5432", "does not exist", "postgres"):
+        assert secret not in ready.text, f"/readyz is unauthenticated: {secret!r} must not show"
+    assert ready.status_code == 503
+    details = ready.json()["details"]
+    assert details["database"] == "migrations not at head"
+    assert details["cycle"] == "last one failed; retrying"
+    assert service.stop() == 0
