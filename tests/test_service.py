@@ -542,3 +542,29 @@ def test_readyz_gives_no_database_error_text(
     assert details["database"] == "migrations not at head"
     assert details["cycle"] == "last one failed; retrying"
     assert service.stop() == 0
+
+
+# Floating times (no zone): the plan's time zone says when they are.
+FLOATING_MORNINGS = DECLINED_MORNINGS.replace(
+    "ATTENDEE;PARTSTAT=DECLINED:mailto:ada@example.com\r\n", ""
+).replace("UID:mornings@test", "UID:floating-mornings@test")
+
+
+def test_a_plan_edit_of_the_time_zone_reaches_the_running_readers(
+    start: Callable[..., Running], workdir: Path
+) -> None:
+    source = workdir / "mornings.ics"
+    source.write_text(FLOATING_MORNINGS, newline="")
+    service = start(extra=f'[ics]\nsources = ["{source}"]\n')
+    service.wait_for(lambda: feed_ready(service), "the feed")
+    assert not in_the_mornings(upcoming_local_starts(service)), "09:00-12:00 London is busy"
+
+    plan = workdir / "plan.yaml"
+    plan.write_text(plan.read_text().replace("Europe/London", "America/New_York"))
+    service.wait_for(lambda: "plan reloaded" in service.output(), "the plan edit")
+    service.wait_for(
+        lambda: "TZID=America/New_York" in httpx.get(service.feed_url(), timeout=5).text, "new zone"
+    )
+    starts = upcoming_local_starts(service)  # that cycle read the calendar with the new zone
+    assert starts and not in_the_mornings(starts), f"09:00-12:00 New York is busy now: {starts}"
+    assert service.stop() == 0
