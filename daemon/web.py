@@ -494,7 +494,7 @@ class _GuardedProtocol:
         if self._head_bytes:
             self._refuse("408 Request Timeout", "request header not received in time")
         else:
-            self._close()  # nothing said: closed quietly, as after a keep-alive timeout
+            self._close(abort=True)  # nothing said: nothing to answer, the descriptor is freed at once
 
     def _refuse(self, status: str, reason: str) -> None:
         self._refused = True
@@ -504,9 +504,11 @@ class _GuardedProtocol:
             self.transport.write(_plain_response(status, reason + "\n"))
         self._close()
 
-    def _close(self) -> None:
+    def _close(self, *, abort: bool = False) -> None:
         self._head_arrived()
-        if not self.transport.is_closing():
+        if abort:
+            self.transport.abort()  # does not wait for a client that reads nothing to take what is queued
+        elif not self.transport.is_closing():
             self.transport.close()
 
     def _keep_under_cap(self) -> None:
@@ -514,7 +516,7 @@ class _GuardedProtocol:
         if open_now <= self.cap:
             return
         oldest = next((c for c in self.waiting if c is not self), None)
-        (oldest if oldest is not None else self)._close()
+        (oldest if oldest is not None else self)._close(abort=True)
         self._note_eviction(open_now, idle=oldest is not None)
 
     @classmethod
