@@ -56,6 +56,7 @@ SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
 POSTGRES_CONNECT_TIMEOUT_S: Final = 10
 # Any fixed number works; it only has to be the same for every circleback process on one server.
 _MIGRATION_LOCK_ID: Final = 0x0C1C1EBAC
+_WRITE_LOCK_ID: Final = 0x0C1C1EBAD
 
 
 class StoreError(Exception):
@@ -386,6 +387,11 @@ class Store:
         """One transaction: committed when the block ends, rolled back if anything in it raises."""
         try:
             with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
+                if self.backend == "postgresql":
+                    # One writer at a time, as SQLite's BEGIN IMMEDIATE gives: every write reads what it
+                    # is about to change first, so two services on one database (starting together, say)
+                    # would otherwise both insert the same new rows and one would fail the cycle.
+                    session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _WRITE_LOCK_ID})
                 yield session
         except SQLAlchemyError as exc:
             raise StoreError(

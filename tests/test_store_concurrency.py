@@ -6,9 +6,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from functools import partial
 from typing import TypeVar
 
 from builders import connection, london_plan
+from test_store import NOW, rev, review, save, touchpoint
 
 from daemon.store import ConnectionSync, Store
 from schedules.model import Plan
@@ -54,3 +57,18 @@ def test_two_writers_mirror_the_plan_at_once_without_a_constraint_violation(db_u
             gone = [] if i == 0 else sorted({f"Round {i - 1} Alan", f"Round {i - 1} Joan"})
             assert removed == gone, f"round {i}: each dropped connection is removed by exactly one writer"
             assert [c.name for c in one.connections()] == sorted(c.name for c in plan.connections)
+
+
+def test_two_writers_save_the_same_first_cycle_at_once(db_url: str) -> None:
+    with Store(db_url) as one, Store(db_url) as other:
+        for i in range(ROUNDS):
+            start = NOW + timedelta(days=i)
+            revisions = [
+                rev(review(start, period=f"round-{i}")),
+                rev(touchpoint("Grace Hopper", start, period=f"round-{i}")),
+            ]
+            results = together(partial(save, one, *revisions), partial(save, other, *revisions))
+            assert sum(r.created for r in results) == len(revisions), f"round {i}: created once"
+            assert sum(r.unchanged for r in results) == len(revisions), f"round {i}: then found as is"
+        keys = [row.key for row in one.occurrences()]
+        assert len(keys) == 2 * ROUNDS == len(set(keys))
