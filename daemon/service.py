@@ -23,11 +23,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from connectors.base import Reader
 from connectors.ics_feed import render_feed
 from daemon.app import PlanFileError, build_calendars, load_plan
-from daemon.backoff import GuardedReader
+from daemon.backoff import CalendarHealth, GuardedReader
 from daemon.config import Settings
 from daemon.cycle import LOOKBACK, run_cycle
 from daemon.feed_cache import FeedCache
-from daemon.lock import AlreadyRunning, ProcessLock, lock_path_for
+from daemon.lock import AlreadyRunning, ProcessLock, database_file_for
 from daemon.logs import setup_logging
 from daemon.notify import Notifier
 from daemon.secret_token import TokenFileError
@@ -49,35 +49,59 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def file_stamp(path: Path) -> tuple[int, int, int]:
+    """What tells an edit apart: an editor that replaces the file atomically within one mtime tick still
+    changes the inode, and one that rewrites it in place usually changes the size."""
+    st = path.stat()
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
 @dataclass
 class PlanWatch:
-    """The plan in force and the file's modification time; an invalid edit keeps the last good plan."""
+    """The plan in force and the stamp of the file it came from; an invalid edit keeps the last good plan.
+
+    The stamp is taken before reading and kept only once the file was read: a read that failed (the file
+    briefly missing, no descriptor left) is tried again at the next poll, while a file that was read but
+    is invalid waits for the next edit. `generation` counts the plans put in force, so whatever was built
+    from an older plan can tell that it must be rebuilt."""
 
     path: Path
     plan: Plan
-    mtime_ns: int
+    stamp: tuple[int, int, int]
     last_error: str | None = None
+    generation: int = 0
+
+    @classmethod
+    def load(cls, path: Path) -> PlanWatch:
+        stamp = file_stamp(path)
+        return cls(path, load_plan(path), stamp)
 
     def poll(self) -> bool:
         try:
-            mtime = self.path.stat().st_mtime_ns
+            stamp = file_stamp(self.path)
         except OSError as exc:
-            if self.last_error is None:
-                log.error("plan file %s cannot be read (%s); keeping the last good plan", self.path, exc)
-            self.last_error = str(exc)
+            self._read_failed(str(exc))
             return False
-        if mtime == self.mtime_ns:
+        if stamp == self.stamp:
             return False
-        self.mtime_ns = mtime
         try:
             plan = load_plan(self.path)
-        except (PlanInvalid, PlanFileError) as exc:
-            self.last_error = str(exc)
+        except PlanFileError as exc:
+            self._read_failed(str(exc))
+            return False
+        except PlanInvalid as exc:
+            self.stamp, self.last_error = stamp, str(exc)
             log.error("plan edit rejected; the last good plan stays in force:\n%s", exc)
             return False
-        self.plan, self.last_error = plan, None
+        self.plan, self.stamp, self.last_error = plan, stamp, None
+        self.generation += 1
         log.info("plan reloaded from %s (%d connections)", self.path, len(plan.connections))
         return True
+
+    def _read_failed(self, reason: str) -> None:
+        if self.last_error != reason:
+            log.error("plan file cannot be read (%s); keeping the last good plan, trying again", reason)
+        self.last_error = reason
 
 
 @dataclass
@@ -99,6 +123,9 @@ class Service:
         self.last_cycle_error: str | None = None
         self._cycle_lock = threading.Lock()
         self._readers_lock = threading.Lock()
+        self._readers_generation = 0
+        self.cycle_running_since: datetime | None = None
+        self._database_error: str | None = None
         self._server: Any = None
         self._lock: ProcessLock | None = None
         self.watch: PlanWatch | None = None
@@ -107,31 +134,42 @@ class Service:
     def window(self, now: datetime) -> Interval:
         return Interval(now - LOOKBACK, now + self.settings.horizon)
 
-    def sync_calendar_jobs(self, configured: Sequence[Reader]) -> list[GuardedReader]:
+    def sync_calendar_jobs(self, configured: Sequence[Reader], generation: int = 0) -> list[GuardedReader]:
         """One job per configured calendar: each is fetched on its own schedule and retried with its own
-        backoff, so a failing calendar never delays the others."""
+        backoff, so a failing calendar never delays the others.
+
+        A reader is built from the plan (its time zone reads floating times, the owner's addresses tell
+        declined meetings apart), and it keeps what it parsed: after a plan edit every reader is replaced
+        by one built from the new plan, or the old zone and addresses would stay in force until restart."""
         with self._readers_lock:
-            known = {r.name: r for r in self.readers}
+            rebuilt = generation != self._readers_generation
+            known = {} if rebuilt else {r.name: r for r in self.readers}
             fresh_for = self.settings.sync_every * 2
             readers = [
                 known.get(r.name) or GuardedReader(r, clock=utcnow, fresh_for=fresh_for) for r in configured
             ]
             names = {r.name for r in readers}
-            for gone in set(known) - names:
+            for gone in {r.name for r in self.readers} - names:
                 if self.scheduler.get_job(f"calendar:{gone}"):
                     self.scheduler.remove_job(f"calendar:{gone}")
             for reader in readers:
-                if reader.name not in known:
-                    self.scheduler.add_job(
-                        self.refresh_calendar,
-                        "interval",
-                        args=[reader],
-                        id=f"calendar:{reader.name}",
-                        seconds=self.settings.sync_every.total_seconds(),
-                        jitter=int(self.settings.jitter.total_seconds()) or None,
-                        next_run_time=utcnow() + CALENDAR_FIRST_RUN,
-                    )
-            self.readers = readers
+                job = self.scheduler.get_job(f"calendar:{reader.name}")
+                if job is not None:
+                    if job.args[0] is not reader:
+                        job.modify(args=[reader])
+                    continue
+                self.scheduler.add_job(
+                    self.refresh_calendar,
+                    "interval",
+                    args=[reader],
+                    id=f"calendar:{reader.name}",
+                    seconds=self.settings.sync_every.total_seconds(),
+                    jitter=int(self.settings.jitter.total_seconds()) or None,
+                    next_run_time=utcnow() + CALENDAR_FIRST_RUN,
+                )
+            if rebuilt and self.readers:
+                log.info("plan changed: calendars are read again with its time zone and addresses")
+            self.readers, self._readers_generation = readers, generation
             return readers
 
     def refresh_calendar(self, reader: GuardedReader) -> None:
@@ -152,12 +190,24 @@ class Service:
             # New busy time or meetings: re-plan now instead of at the next interval.
             self.scheduler.modify_job("cycle", next_run_time=utcnow())
 
+    def cycle_job(self) -> None:
+        """The scheduled cycle, timed for /readyz: a first cycle still running (or stuck in a calendar
+        that takes long to read) is reported as such rather than as ready."""
+        self.cycle_running_since = utcnow()
+        try:
+            self.cycle()
+        except Exception as exc:  # anything outside run_cycle's own guard: retried at the next run too
+            self.last_cycle_error = type(exc).__name__
+            log.exception("cycle failed; retrying at the next run")
+        finally:
+            self.cycle_running_since = None
+
     def cycle(self) -> None:
         assert self.store is not None and self.watch is not None
         with self._cycle_lock:
-            plan = self.watch.plan
+            plan, generation = self.watch.plan, self.watch.generation
             calendars = build_calendars(self.settings, plan)
-            readers = self.sync_calendar_jobs(calendars.readers)
+            readers = self.sync_calendar_jobs(calendars.readers, generation)
             now = utcnow()
             try:
                 report = run_cycle(
@@ -225,33 +275,55 @@ class Service:
 
     # ------------------------------------------------------------------ readiness
     def readiness(self) -> tuple[bool, dict[str, object]]:
+        """What /readyz reports. It is unauthenticated, so it names things and gives short states, never
+        a path, a URL or an error text (those go to the log). Ready means the feed can be served: the
+        database answers at the current schema and a first cycle has rendered the feed."""
         details: dict[str, object] = {}
-        ok = True
+        db_ok = self._database_state(details)
+        feed_ok = self.cache.snapshot() is not None
+        details["feed"] = "ok" if feed_ok else self._feed_waiting()
+        details["plan"] = "ok" if self.watch and not self.watch.last_error else "last edit not in force"
+        details["last_cycle"] = self.last_cycle_ok.isoformat() if self.last_cycle_ok else None
+        details["cycle"] = self._cycle_state()
+        details["calendars"] = {r.name: calendar_state(r.health) for r in self.readers}
+        return db_ok and feed_ok, details
+
+    def _database_state(self, details: dict[str, object]) -> bool:
         try:
             assert self.store is not None
             self.store.ping()
             at_head = self.store.at_head()
-            details["database"] = "ok" if at_head else "migrations not at head"
-            ok = ok and at_head
         except Exception as exc:
-            details["database"] = f"unreachable: {type(exc).__name__}"
-            ok = False
-        details["plan"] = "ok" if self.watch and not self.watch.last_error else "last edit rejected"
-        details["last_cycle"] = self.last_cycle_ok.isoformat() if self.last_cycle_ok else None
-        if self.last_cycle_error:
-            details["last_cycle_error"] = self.last_cycle_error
-        details["calendars"] = {r.name: r.health.as_dict() for r in self.readers}
-        return ok, details
+            reason = str(exc)
+            if reason != self._database_error:  # /readyz is polled: say each new reason once
+                log.warning("readiness: database unreachable: %s", reason)
+            self._database_error = reason
+            details["database"] = "unreachable"
+            return False
+        self._database_error = None
+        details["database"] = "ok" if at_head else "migrations not at head"
+        return at_head
+
+    def _cycle_state(self) -> str:
+        running = self.cycle_running_since
+        if running is not None:
+            return f"running for {int((utcnow() - running).total_seconds())}s"
+        return "last one failed; retrying" if self.last_cycle_error else "idle"
+
+    def _feed_waiting(self) -> str:
+        if self.last_cycle_error and self.cycle_running_since is None:
+            return "not rendered yet: the first cycle failed and is retried (see the log)"
+        return "not rendered yet: waiting for the first cycle"
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
         from daemon.web import HealthState, TokenFile, build_app, serve, start_in_thread
 
         settings = self.settings
-        self.watch = PlanWatch(settings.plan, load_plan(settings.plan), settings.plan.stat().st_mtime_ns)
-        lock_path = lock_path_for(settings.database_url, settings.state_dir)
-        if lock_path:
-            self._lock = ProcessLock(lock_path)
+        self.watch = PlanWatch.load(settings.plan)
+        database_file = database_file_for(settings.database_url)
+        if database_file is not None:
+            self._lock = ProcessLock(database_file)
             self._lock.acquire()
         self.store = Store(settings.database_url)
         self.health = HealthState(max_age=HEARTBEAT_EVERY * 6, readiness=self.readiness)
@@ -267,7 +339,7 @@ class Service:
 
         jitter = int(settings.jitter.total_seconds()) or None
         self.scheduler.add_job(
-            self.cycle,
+            self.cycle_job,
             "interval",
             id="cycle",
             seconds=settings.sync_every.total_seconds(),
@@ -341,3 +413,21 @@ def run_service(settings: Settings) -> int:
         logging.shutdown()
         os._exit(0)
     return 0
+
+
+def calendar_state(health: CalendarHealth) -> dict[str, object]:
+    """A calendar's short state for /readyz: no error text (it may carry a local path or an address on
+    the internal network); the log and `circleback status` have the reason."""
+    if health.failures:
+        state = "failing"
+    elif health.ok_at is None:
+        state = "not read yet"
+    else:
+        state = "ok"
+    return {
+        "state": state,
+        "ok": health.ok,
+        "failures": health.failures,
+        "last_ok": health.ok_at.isoformat() if health.ok_at else None,
+        "next_attempt": health.next_attempt_at.isoformat() if health.next_attempt_at else None,
+    }

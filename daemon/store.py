@@ -56,6 +56,7 @@ SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
 POSTGRES_CONNECT_TIMEOUT_S: Final = 10
 # Any fixed number works; it only has to be the same for every circleback process on one server.
 _MIGRATION_LOCK_ID: Final = 0x0C1C1EBAC
+_WRITE_LOCK_ID: Final = 0x0C1C1EBAD
 
 
 class StoreError(Exception):
@@ -396,6 +397,11 @@ class Store:
         """One transaction: committed when the block ends, rolled back if anything in it raises."""
         try:
             with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
+                if self.backend == "postgresql":
+                    # One writer at a time, as SQLite's BEGIN IMMEDIATE gives: every write reads what it
+                    # is about to change first, so two services on one database (starting together, say)
+                    # would otherwise both insert the same new rows and one would fail the cycle.
+                    session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _WRITE_LOCK_ID})
                 yield session
         except SQLAlchemyError as exc:
             raise StoreError(
@@ -611,20 +617,25 @@ class Store:
         }
         added: list[str] = []
         updated: list[str] = []
-        removed: list[str] = []
         with self._write() as s:
+            # Statements that tolerate a concurrent writer (two services on one PostgreSQL run their first
+            # cycles together): a row the other one inserted first is updated, not inserted twice, and a
+            # row it already deleted is simply gone (the ORM would insist on deleting exactly one row).
+            table = table_of(ConnectionRow)
+            removed = sorted(
+                s.execute(
+                    delete(table).where(table.c.name.not_in(list(desired))).returning(table.c.name)
+                ).scalars()
+            )
             existing = {row.name: row for row in s.exec(select(ConnectionRow))}
-            for name, gone in existing.items():
-                if name not in desired:
-                    s.delete(gone)
-                    removed.append(name)
-            s.flush()
             for name, values in desired.items():
                 row = existing.get(name)
                 if row is None:
-                    s.add(ConnectionRow(name=name, updated_at=stamp, **values))
-                    added.append(name)
-                elif any(getattr(row, k) != v for k, v in values.items()):
+                    if _insert_connection(s, {"name": name, "updated_at": stamp, **values}):
+                        added.append(name)
+                        continue
+                    row = s.exec(select(ConnectionRow).where(ConnectionRow.name == name)).one()
+                if any(getattr(row, k) != v for k, v in values.items()):
                     for k, v in values.items():
                         setattr(row, k, v)
                     row.updated_at = stamp
@@ -707,6 +718,17 @@ def _insert_interaction(session: Session, values: Mapping[str, Any]) -> int | No
     )
     new_id = session.execute(statement).scalar_one_or_none()
     return None if new_id is None else int(new_id)
+
+
+def _insert_connection(session: Session, values: Mapping[str, Any]) -> bool:
+    """Insert a connection unless another writer just did; True when this one inserted it."""
+    table = table_of(ConnectionRow)
+    dialect = session.get_bind().dialect.name
+    insert = pg_dialect.insert if dialect == "postgresql" else sqlite_dialect.insert
+    statement = (
+        insert(table).values(**values).on_conflict_do_nothing(index_elements=["name"]).returning(table.c.id)
+    )
+    return session.execute(statement).scalar_one_or_none() is not None
 
 
 def _chunks(keys: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:

@@ -7,6 +7,7 @@ renders, queries a calendar back end, or learns the token other than through the
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any, ClassVar
 
 import uvicorn
 from starlette.applications import Starlette
@@ -309,13 +311,25 @@ class FeedDispatch:
 # ---------------------------------------------------------------------------------------- access log
 
 
+# Paths that carry nothing secret and are logged as they are; everything else is logged as a category,
+# never verbatim: a feed URL typed with a different case, an extra slash, a dot segment or a stray
+# suffix would otherwise print the token, and any other path may be a pasted secret too.
+LOGGABLE_PATHS = frozenset({"/", "/healthz", "/readyz", "/favicon.ico", "/robots.txt"})
+OTHER_PATH = "<other path>"
+_FEED_LIKE = re.compile(r"^/+feed(?:/|$)", re.IGNORECASE)
+
+
 def redact_path(path: str) -> str:
-    return REDACTED_FEED_PATH if path.startswith(FEED_PREFIX) else path
+    if path in LOGGABLE_PATHS:
+        return path
+    if _FEED_LIKE.match(path):
+        return REDACTED_FEED_PATH
+    return OTHER_PATH
 
 
 class AccessLog:
-    """One log line per request, with the feed token cut out of the path and the query string dropped
-    (uvicorn's own access log is switched off because it would print both)."""
+    """One log line per request, with the path reduced to what `redact_path` lets through and the query
+    string dropped (uvicorn's own access log is switched off because it would print both)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -365,6 +379,185 @@ class EmbeddedServer(uvicorn.Server):
         yield
 
 
+@dataclass(frozen=True)
+class HttpLimits:
+    """What one client may hold of the server. Calendar apps send one small GET and read the answer, so
+    these are far above what they need and far below what exhausts the process's descriptors."""
+
+    # Seconds an idle keep-alive connection stays open after a response (uvicorn's timeout_keep_alive).
+    keep_alive: int = 5
+    # Seconds from the moment the server waits for a request (connection accepted, or previous response
+    # sent) until the whole request head must have arrived; a slow or silent client is then closed.
+    header_timeout: float = 10.0
+    # Bytes of request line plus headers; more is answered 431 and closed. 16 KiB, like h11 and Node.
+    max_header_bytes: int = 16 * 1024
+    # Open connections at most, lowered to fit the descriptor limit (see connection_cap). When a new
+    # connection would exceed it, the connection that has waited longest without sending a request is
+    # closed, so a flood of idle sockets cannot lock out /healthz or a calendar app.
+    max_connections: int = 256
+
+
+# Descriptors kept for everything that is not an HTTP client: the database, calendar fetches, logs.
+FD_RESERVE = 64
+MIN_CONNECTIONS = 8
+EVICTION_WARN_EVERY = 60.0
+
+
+def connection_cap(wanted: int) -> int:
+    """`wanted`, lowered so that the connections plus FD_RESERVE fit under RLIMIT_NOFILE."""
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return wanted
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(MIN_CONNECTIONS, min(wanted, soft - FD_RESERVE))
+
+
+def _plain_response(status: str, body: str) -> bytes:
+    data = body.encode("ascii")
+    head = (
+        f"HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        f"content-length: {len(data)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + data
+
+
+class _GuardedProtocol:
+    """Mixed in before uvicorn's HTTP protocol class (see `guarded_protocol`): a deadline and a size limit
+    for the request head, and the connection cap. uvicorn by itself arms its keep-alive timer only after
+    a response, and cancels it at the first byte of the next request, so a client that connects and says
+    nothing, or sends a header a byte at a time, holds its connection (and a descriptor) for ever; and
+    httptools accepts a header of any size."""
+
+    limits: ClassVar[HttpLimits]
+    cap: ClassVar[int]
+    # Connections waiting for a request head, oldest first (a dict is an ordered set); one per server.
+    waiting: ClassVar[dict[_GuardedProtocol, None]]
+    evicted: ClassVar[int] = 0
+    warned_at: ClassVar[float] = -EVICTION_WARN_EVERY
+
+    # Provided by uvicorn's protocol class.
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
+    connections: set[Any]
+    cycle: Any
+    client: tuple[str, int] | None
+
+    _head_timer: asyncio.TimerHandle | None = None
+    _head_bytes = 0
+    _refused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._await_head()
+        self._keep_under_cap()
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self in self.waiting:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.limits.max_header_bytes:
+                self._refuse("431 Request Header Fields Too Large", "request header too large")
+                return
+        before = self.cycle
+        super().data_received(data)  # type: ignore[misc]
+        if self.cycle is not before:
+            self._head_arrived()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # type: ignore[misc]
+        if not self.transport.is_closing() and (self.cycle is None or self.cycle.response_complete):
+            self._await_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._head_arrived()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+    def _await_head(self) -> None:
+        self._head_arrived()
+        self._head_bytes = 0
+        self._head_timer = self.loop.call_later(self.limits.header_timeout, self._head_timed_out)
+        self.waiting[self] = None
+
+    def _head_arrived(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        self.waiting.pop(self, None)
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._head_bytes:
+            self._refuse("408 Request Timeout", "request header not received in time")
+        else:
+            self._close(abort=True)  # nothing said: nothing to answer, the descriptor is freed at once
+
+    def _refuse(self, status: str, reason: str) -> None:
+        self._refused = True
+        client = self.client[0] if self.client else "-"
+        access_log.info('%s "- - -" %s (%s)', client, status.split()[0], reason)
+        if not self.transport.is_closing():
+            self.transport.write(_plain_response(status, reason + "\n"))
+        self._close()
+
+    def _close(self, *, abort: bool = False) -> None:
+        self._head_arrived()
+        if abort:
+            self.transport.abort()  # does not wait for a client that reads nothing to take what is queued
+        elif not self.transport.is_closing():
+            self.transport.close()
+
+    def _keep_under_cap(self) -> None:
+        open_now = sum(1 for c in self.connections if not c.transport.is_closing())
+        if open_now <= self.cap:
+            return
+        oldest = next((c for c in self.waiting if c is not self), None)
+        (oldest if oldest is not None else self)._close(abort=True)
+        self._note_eviction(open_now, idle=oldest is not None)
+
+    @classmethod
+    def _note_eviction(cls, open_now: int, *, idle: bool) -> None:
+        # A flood evicts a connection per new one: say so once a minute, with the count, not every time.
+        cls.evicted += 1
+        now = time.monotonic()
+        if now - cls.warned_at < EVICTION_WARN_EVERY:
+            return
+        log.warning(
+            "%d connections open (limit %d): closing the %s (%d closed since the last message)",
+            open_now,
+            cls.cap,
+            "one idle longest" if idle else "new one, none is idle",
+            cls.evicted,
+        )
+        cls.warned_at, cls.evicted = now, 0
+
+
+def guarded_protocol(base: type[asyncio.Protocol], limits: HttpLimits) -> type[asyncio.Protocol]:
+    """uvicorn's protocol class `base` with _GuardedProtocol's limits; one class per server, so the
+    list of waiting connections is the server's own."""
+    return type(
+        f"Guarded{base.__name__}",
+        (_GuardedProtocol, base),
+        {"limits": limits, "cap": connection_cap(limits.max_connections), "waiting": {}},
+    )
+
+
+def _protocol_base(http: str) -> type[asyncio.Protocol]:
+    if http == "h11":
+        from uvicorn.protocols.http.h11_impl import H11Protocol
+
+        return H11Protocol
+    if http in ("auto", "httptools"):
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+        return HttpToolsProtocol
+    raise ValueError(f"unknown HTTP implementation {http!r} (auto, httptools or h11)")
+
+
 def serve(
     app: ASGIApp,
     host: str = DEFAULT_HOST,
@@ -372,19 +565,28 @@ def serve(
     *,
     http: str = "auto",
     loop: str = "auto",
+    limits: HttpLimits | None = None,
 ) -> uvicorn.Server:
     """A uvicorn server for `app`, to be run with `start_in_thread` (or `server.run()`)."""
+    limits = limits or HttpLimits()
+    protocol = guarded_protocol(_protocol_base(http), limits)
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
-        http=http,
+        http=protocol,
         loop=loop,
+        ws="none",  # nothing here speaks WebSocket; an upgrade request is answered as plain HTTP
         log_config=None,  # the service configures logging; uvicorn must not replace it
         access_log=False,  # AccessLog logs instead, with the token redacted
         lifespan="off",
         server_header=False,
         timeout_graceful_shutdown=3,  # SIGTERM must finish within a few seconds
+        timeout_keep_alive=limits.keep_alive,
+        # The cap above closes idle connections first; uvicorn's own limit (it answers 503 once this
+        # many connections or requests are in flight) is a backstop for requests whose client has left.
+        limit_concurrency=connection_cap(limits.max_connections) + 1,
+        h11_max_incomplete_event_size=limits.max_header_bytes,
     )
     return EmbeddedServer(config)
 

@@ -14,6 +14,7 @@ import json
 import os
 import plistlib
 import re
+import resource
 import secrets
 import shlex
 import shutil
@@ -36,6 +37,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from daemon.config import load_settings
+from daemon.web import FD_RESERVE, HttpLimits
 
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
@@ -311,6 +313,29 @@ def test_user_unit_has_the_promised_settings() -> None:
         assert not values(unit, "Service", key), f"{key}= does not belong in a user unit"
 
 
+def descriptor_limit(text: str) -> tuple[int, int]:
+    """LimitNOFILE= as (soft, hard): one number sets both, "soft:hard" each (systemd.exec(5))."""
+    soft, _, hard = text.partition(":")
+    return int(soft), int(hard or soft)
+
+
+@pytest.mark.parametrize("path", [SYSTEM_UNIT, USER_UNIT], ids=["system", "user"])
+def test_units_set_a_descriptor_limit_that_fits_the_http_connection_cap(path: Path) -> None:
+    # Without LimitNOFILE= the limit is whatever the manager's default is; a trial under 256 ran out of
+    # descriptors. The server caps its connections below the limit, and the unit's limit must leave the
+    # full default cap plus the reserve.
+    soft, hard = descriptor_limit(one(parse_unit(path.read_text(encoding="utf-8")), "Service", "LimitNOFILE"))
+    assert soft <= hard
+    assert soft >= HttpLimits().max_connections + FD_RESERVE
+    assert soft <= 4096, "a small, known number: descriptor use is bounded by design"
+
+
+def test_launchd_raises_its_256_descriptor_default() -> None:
+    with PLIST.open("rb") as f:
+        plist = plistlib.load(f)
+    assert plist["SoftResourceLimits"]["NumberOfFiles"] >= HttpLimits().max_connections + FD_RESERVE
+
+
 def timespan_seconds(text: str) -> float:
     result = subprocess.run(
         [SYSTEMD_ANALYZE, "timespan", text], capture_output=True, text=True, check=True, timeout=30
@@ -455,8 +480,10 @@ def test_service_runs_under_the_system_units_environment_and_mdwe(short_dir: Pat
     }
     listener = NotifyListener(root / "notify")
     arguments = shlex.split(one(unit, "Service", "ExecStart"))[1:]
+    nofile = descriptor_limit(one(unit, "Service", "LimitNOFILE"))
     process = subprocess.Popen(
         [sys.executable, "-c", MDWE_LAUNCHER, one(unit, "Service", "UMask"), *arguments],
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, nofile),
         cwd=root,
         env=env,
         stdout=subprocess.PIPE,

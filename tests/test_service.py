@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import http.server
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -18,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from daemon.service import PlanWatch
 from daemon.store import Store
 
 ADA = Path(__file__).parent / "fixtures" / "plans" / "ada.yaml"
@@ -74,10 +78,12 @@ def workdir(tmp_path: Path) -> Path:
 def start(workdir: Path) -> Iterator[Callable[..., Running]]:
     started: list[Running] = []
 
-    def _start(db_url: str | None = None, *, extra: str = "", port: int | None = None) -> Running:
+    def _start(
+        db_url: str | None = None, *, extra: str = "", port: int | None = None, nofile: int | None = None
+    ) -> Running:
         port = port or free_port()
         state = workdir / "state"
-        config = workdir / "config.toml"
+        config = workdir / f"config-{len(started)}.toml"  # services started together read their own
         url = db_url or f"sqlite:///{workdir / 'cb.db'}"
         config.write_text(
             f'plan = "plan.yaml"\nstate_dir = "{state}"\nlog_format = "text"\n'
@@ -94,6 +100,7 @@ def start(workdir: Path) -> Iterator[Callable[..., Running]]:
             text=True,
             env=env,
             cwd=workdir,
+            preexec_fn=None if nofile is None else lambda: limit_descriptors(nofile),
         )
         running = Running(proc, port, state, log)
         started.append(running)
@@ -104,6 +111,10 @@ def start(workdir: Path) -> Iterator[Callable[..., Running]]:
         if running.proc.poll() is None:
             running.proc.kill()
             running.proc.wait()
+
+
+def limit_descriptors(count: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (count, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
 
 def feed_ready(service: Running) -> bool:
@@ -141,12 +152,27 @@ def test_serves_feed_reloads_plan_survives_bad_edit_and_stops_on_sigterm(
     assert service.feed_url().split("/feed/")[1].removesuffix(".ics") not in service.output()
 
 
-def test_second_service_on_same_sqlite_file_is_refused(start: Callable[..., Running]) -> None:
-    first = start()
+@pytest.mark.parametrize("spelling", ["same path", "symlink", "hard link", "relative path"])
+def test_second_service_on_same_sqlite_file_is_refused(
+    start: Callable[..., Running], workdir: Path, spelling: str
+) -> None:
+    database = workdir / "cb.db"
+    first = start(f"sqlite:///{database}")
     first.wait_for(lambda: feed_ready(first), "the first service")
-    second = start()
-    assert second.proc.wait(timeout=30) == 1
+    other = workdir / "elsewhere" / "other.db"
+    other.parent.mkdir()
+    if spelling == "symlink":
+        other.symlink_to(database)
+    elif spelling == "hard link":
+        other.hardlink_to(database)
+    elif spelling == "relative path":
+        other = Path("elsewhere/../cb.db")  # the services run in workdir
+    else:
+        other = database
+    second = start(f"sqlite:///{other}", port=free_port())
+    assert second.proc.wait(timeout=30) == 1, second.output()
     assert "already using" in second.output()
+    assert f"pid {first.proc.pid}" in second.output()
     assert first.proc.poll() is None
     assert first.stop() == 0
 
@@ -315,7 +341,9 @@ def test_a_failing_calendar_is_retried_and_reported_while_the_others_go_on(
     threading.Thread(target=broken.serve_forever, daemon=True).start()
     try:
         bad_url = f"http://127.0.0.1:{broken.server_address[1]}/secret-path/cal.ics"
-        service = start(extra=f'[ics]\nsources = ["{slow_calendar.url}", "{bad_url}"]\n')
+        missing = workdir / "private-folder" / "gone.ics"
+        sources = f'["{slow_calendar.url}", "{bad_url}", "{missing}"]'
+        service = start(extra=f"[ics]\nsources = {sources}\n")
         service.wait_for(lambda: feed_ready(service), "the feed")
 
         def calendars() -> dict[str, Any]:
@@ -323,11 +351,16 @@ def test_a_failing_calendar_is_retried_and_reported_while_the_others_go_on(
             found: dict[str, Any] = details.get("details", details)["calendars"]
             return found
 
-        service.wait_for(lambda: len(calendars()) == 2, "both calendars in /readyz")
+        service.wait_for(lambda: len(calendars()) == 3, "all three calendars in /readyz")
         health = calendars()
         bad = next(v for k, v in health.items() if k.startswith("127.0.0.1") and not v["ok"])
         good = next(v for v in health.values() if v["ok"])
-        assert bad["failures"] >= 1 and "HTTP 500" in bad["last_error"]
+        assert bad["failures"] >= 1 and bad["state"] == "failing"
+        assert health["gone.ics"]["state"] == "failing", "a local calendar is named, not located"
+        ready_text = httpx.get(f"{service.base}/readyz", timeout=5).text
+        for detail in ("HTTP 500", "secret-path", "private-folder", str(workdir), "No such file"):
+            assert detail not in ready_text, f"/readyz is unauthenticated: {detail!r} must not show"
+        assert "HTTP 500" in service.output(), "the reason is in the log instead"
         assert bad["next_attempt"] is not None, "it is retried on a backoff schedule"
         assert good["last_ok"] is not None, "the healthy calendar goes on"
         # Never read on first setup: its busy time is unknown, so nothing new is placed (issue 7) until
@@ -338,3 +371,202 @@ def test_a_failing_calendar_is_retried_and_reported_while_the_others_go_on(
     finally:
         broken.shutdown()
         broken.server_close()
+
+
+# A block every morning that the owner declined: free time for ada@example.com, busy for anyone else.
+DECLINED_MORNINGS = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:mornings@test\r\n"
+    "DTSTAMP:20261101T000000Z\r\nDTSTART:20261101T090000\r\nDTEND:20261101T120000\r\n"
+    "RRULE:FREQ=DAILY\r\nSUMMARY:Morning block\r\nORGANIZER:mailto:boss@example.com\r\n"
+    "ATTENDEE;PARTSTAT=DECLINED:mailto:ada@example.com\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+
+
+def upcoming_local_starts(service: Running) -> list[str]:
+    """Local DTSTARTs (YYYYMMDDTHHMMSS) of the feed's events from tomorrow on."""
+    tomorrow = time.strftime("%Y%m%d", time.gmtime(time.time() + 86400))
+    return sorted(start for start in feed_events(service).values() if start[:8] >= tomorrow)
+
+
+def in_the_mornings(starts: list[str]) -> list[str]:
+    return [start for start in starts if "09" <= start[9:11] < "12"]
+
+
+def test_a_plan_edit_of_the_owner_address_reaches_the_running_readers(
+    start: Callable[..., Running], workdir: Path
+) -> None:
+    source = workdir / "mornings.ics"
+    source.write_text(DECLINED_MORNINGS, newline="")
+    service = start(extra=f'[ics]\nsources = ["{source}"]\n')
+    service.wait_for(lambda: feed_ready(service), "the feed")
+    before = upcoming_local_starts(service)
+    assert in_the_mornings(before), f"declined by the owner, the mornings are free: {before}"
+
+    plan = workdir / "plan.yaml"
+    plan.write_text(plan.read_text().replace("ada@example.com", "ada.lovelace@example.com"))
+    service.wait_for(lambda: "plan reloaded" in service.output(), "the plan edit")
+    service.wait_for(
+        lambda: not in_the_mornings(upcoming_local_starts(service)),
+        "the touchpoints to leave the mornings that are now busy",
+    )
+    assert upcoming_local_starts(service), "the touchpoints moved, they did not vanish"
+    assert service.stop() == 0
+
+
+def test_readyz_is_not_ready_while_the_first_cycle_has_not_rendered_the_feed(
+    start: Callable[..., Running], slow_calendar: SlowCalendar
+) -> None:
+    service = start_with_a_cycle_held_open(
+        start, slow_calendar, extra=f'[ics]\nsources = ["{slow_calendar.url}"]\n'
+    )
+    service.wait_for(lambda: (service.state / "feed-token").exists(), "the HTTP server")
+    assert httpx.get(service.feed_url(), timeout=5).status_code == 503
+    ready = httpx.get(f"{service.base}/readyz", timeout=5)
+    assert ready.status_code == 503, ready.text
+    details = ready.json()["details"]
+    assert details["feed"] == "not rendered yet: waiting for the first cycle"
+    assert details["cycle"].startswith("running for ")
+    assert httpx.get(f"{service.base}/healthz", timeout=5).status_code == 200, "alive, just not ready"
+    service.wait_for(lambda: feed_ready(service), "the first cycle to finish", timeout=30)
+    ready = httpx.get(f"{service.base}/readyz", timeout=5)
+    assert ready.status_code == 200 and ready.json()["details"]["feed"] == "ok", ready.text
+    assert service.stop() == 0
+
+
+@contextlib.contextmanager
+def no_descriptors_left() -> Iterator[None]:
+    """Every file descriptor of this process in use, as under a flood of idle connections."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, len(os.listdir("/proc/self/fd")) + 64), hard))
+    taken: list[int] = []
+    try:
+        while True:
+            try:
+                taken.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError as exc:
+                assert exc.errno == errno.EMFILE
+                break
+        yield
+    finally:
+        for fd in taken:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_plan_watch_tries_a_failed_read_again_but_an_invalid_edit_only_after_the_next_edit(
+    tmp_path: Path,
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    shutil.copy(ADA, plan)
+    watch = PlanWatch.load(plan)
+    plan.write_text(plan.read_text().replace("Grace Hopper", "Grace Brewster Hopper"))
+    with no_descriptors_left():
+        assert watch.poll() is False
+    assert watch.last_error is not None and "Too many open files" in watch.last_error
+    assert watch.plan.connections[0].name == "Grace Hopper", "the last good plan stays in force"
+    assert watch.poll() is True, "the same edit is read once the file can be opened again"
+    assert watch.plan.connections[0].name == "Grace Brewster Hopper"
+    assert watch.last_error is None
+    assert watch.generation == 1
+
+    plan.write_text(plan.read_text().replace("stage: nurture", "stage: nurish"))
+    assert watch.poll() is False
+    assert watch.last_error is not None and "connections[0].stage" in watch.last_error
+    assert watch.poll() is False and watch.generation == 1
+    plan.write_text(plan.read_text().replace("stage: nurish", "stage: elevate"))
+    assert watch.poll() is True and watch.last_error is None and watch.generation == 2
+
+
+@pytest.mark.postgres
+def test_two_services_on_one_postgresql_start_together_without_a_failed_cycle(
+    start: Callable[..., Running], postgres_url: str
+) -> None:
+    services = [start(postgres_url), start(postgres_url, port=free_port())]
+    for service in services:
+        service.wait_for(lambda service=service: feed_ready(service), "both feeds")  # type: ignore[misc]
+    for service in services:
+        assert "cycle failed" not in service.output() and "Traceback" not in service.output()
+        assert service.stop() == 0
+    with Store(postgres_url) as store:
+        names = [c.name for c in store.connections()]
+        assert names == ["Grace Hopper", "Women in Tech London"]
+        keys = [row.key for row in store.occurrences()]
+        assert keys and len(keys) == len(set(keys))
+
+
+def test_idle_connections_beyond_the_descriptor_limit_leave_the_service_answering(
+    start: Callable[..., Running], workdir: Path
+) -> None:
+    service = start(nofile=256)  # the limit of the trial that ran out of descriptors
+    service.wait_for(lambda: feed_ready(service), "the feed")
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(300):
+            idle.append(socket.create_connection(("127.0.0.1", service.port), timeout=5))
+        time.sleep(0.5)
+        service.wait_for(
+            lambda: httpx.get(f"{service.base}/healthz", timeout=2).status_code == 200,
+            "/healthz while 300 idle connections are open",
+            timeout=10,
+        )
+        assert feed_ready(service)
+        plan = workdir / "plan.yaml"
+        plan.write_text(plan.read_text().replace("Grace Hopper", "Grace Brewster Hopper"))
+        service.wait_for(
+            lambda: b"Grace Brewster Hopper" in httpx.get(service.feed_url(), timeout=2).content,
+            "a plan edit to reach the feed meanwhile",
+        )
+    finally:
+        for sock in idle:
+            sock.close()
+    assert "plan edit rejected" not in service.output()
+    assert "closing the one idle longest" in service.output()
+    assert service.stop() == 0
+
+
+@pytest.mark.postgres
+def test_readyz_gives_no_database_error_text(
+    start: Callable[..., Running], workdir: Path, postgres_url: str
+) -> None:
+    service = start(postgres_url)
+    service.wait_for(lambda: feed_ready(service), "the feed on PostgreSQL")
+    with Store(postgres_url) as store, store.engine.begin() as conn:
+        schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')  # the database loses its tables
+    plan = workdir / "plan.yaml"
+    plan.write_text(plan.read_text().replace("Grace Hopper", "Grace Brewster Hopper"))  # a cycle now
+    service.wait_for(lambda: "cycle failed" in service.output(), "the cycle to fail")
+    ready = httpx.get(f"{service.base}/readyz", timeout=5)
+    for secret in (schema, "127.0.0.1", "5432", "does not exist", "postgres"):
+        assert secret not in ready.text, f"/readyz is unauthenticated: {secret!r} must not show"
+    assert ready.status_code == 503
+    details = ready.json()["details"]
+    assert details["database"] == "migrations not at head"
+    assert details["cycle"] == "last one failed; retrying"
+    assert service.stop() == 0
+
+
+# Floating times (no zone): the plan's time zone says when they are.
+FLOATING_MORNINGS = DECLINED_MORNINGS.replace(
+    "ATTENDEE;PARTSTAT=DECLINED:mailto:ada@example.com\r\n", ""
+).replace("UID:mornings@test", "UID:floating-mornings@test")
+
+
+def test_a_plan_edit_of_the_time_zone_reaches_the_running_readers(
+    start: Callable[..., Running], workdir: Path
+) -> None:
+    source = workdir / "mornings.ics"
+    source.write_text(FLOATING_MORNINGS, newline="")
+    service = start(extra=f'[ics]\nsources = ["{source}"]\n')
+    service.wait_for(lambda: feed_ready(service), "the feed")
+    assert not in_the_mornings(upcoming_local_starts(service)), "09:00-12:00 London is busy"
+
+    plan = workdir / "plan.yaml"
+    plan.write_text(plan.read_text().replace("Europe/London", "America/New_York"))
+    service.wait_for(lambda: "plan reloaded" in service.output(), "the plan edit")
+    service.wait_for(
+        lambda: "TZID=America/New_York" in httpx.get(service.feed_url(), timeout=5).text, "new zone"
+    )
+    starts = upcoming_local_starts(service)  # that cycle read the calendar with the new zone
+    assert starts and not in_the_mornings(starts), f"09:00-12:00 New York is busy now: {starts}"
+    assert service.stop() == 0
