@@ -258,7 +258,9 @@ def test_a_completed_touchpoint_shows_in_the_feed_when_it_happened(cb: Cli, home
     # The person's calendar app copied the event (with its signed description) and they dragged it.
     feed = Calendar.from_ical(feed_bytes(home))
     (event,) = [e for e in feed.walk("VEVENT") if str(e["UID"]) == first["uid"]]
-    event["DTSTART"].dt, event["DTEND"].dt = moved, moved + timedelta(minutes=30)
+    del event["DTSTART"], event["DTEND"]
+    event.add("DTSTART", moved)
+    event.add("DTEND", moved + timedelta(minutes=30))
     copy = home / "mine.ics"
     copy.write_bytes(ics(event.to_ical().decode()).encode())
     after = moved + timedelta(hours=1)
