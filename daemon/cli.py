@@ -23,10 +23,11 @@ from connectors.base import ConnectorError
 from daemon import render
 from daemon.app import PlanFileError, build_calendars, load_plan, open_store
 from daemon.config import ConfigError, Settings, load_settings, toml_key
-from daemon.cycle import OPEN_STATUSES, run_cycle
+from daemon.cycle import run_cycle
 from daemon.errors import BadInput
 from daemon.secret_token import TokenFileError
 from daemon.store import REVIEW_CONNECTION, DatabaseURLError, StoreError
+from schedules.decide import OPEN_STATUSES
 from schedules.events import Interaction, InteractionKind
 from schedules.model import Plan
 from schedules.occurrence import Occurrence, OccurrenceStatus
