@@ -44,11 +44,9 @@ from schedules.events import (
     Observation,
     PartStat,
     Snapshot,
-    is_circleback_event,
     require_utc,
 )
 from schedules.occurrence import Revision
-from schedules.slots import Occupancy
 
 __all__ = ["MemoryCalendar", "MemoryEvent", "shared_calendar"]
 
@@ -279,15 +277,10 @@ class MemoryCalendar:
     def read(self, window: Interval, state: CalendarState = EMPTY_STATE) -> Snapshot:
         """Busy time and every event overlapping `window`, in order of start (no state: always full)."""
         with self._lock:
-            seen = [e for e in self._events.values() if e.overlaps(window) and not self._declined(e)]
+            seen = [e for e in self._events.values() if e.overlaps(window)]
         seen.sort(key=lambda e: (e.start, e.end, e.uid))
-        observations = tuple(self._observe(e) for e in seen)
-        busy = Occupancy(
-            Interval(o.start, o.end)
-            for o in observations
-            if not o.cancelled and not o.transparent and not is_circleback_event(o)
-        )
-        return Snapshot(busy=tuple(busy), observations=observations)
+        # Translation only: which of these block time is the core's busy rule (schedules.busy).
+        return Snapshot(observations=tuple(self._observe(e) for e in seen))
 
     # --- inside --------------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from connectors.base import ConnectorError, Reader, Writer
 from daemon.store import SourceState, Store
+from schedules.busy import busy_time
 from schedules.decide import decide
 from schedules.events import Interval, Observation, require_utc
 from schedules.model import Plan
@@ -125,7 +126,9 @@ def run_cycle(
 ) -> CycleReport:
     now = require_utc(now, "now")
     report = CycleReport(now=now)
-    busy, observations = _read_all(readers, Interval(now - LOOKBACK, now + horizon), report)
+    reported_busy, observations = _read_all(readers, Interval(now - LOOKBACK, now + horizon), report)
+    owner_emails = (plan.owner.email,) if plan.owner.email else ()
+    busy = busy_time(observations, owner_emails, also=reported_busy)
 
     # A calendar that could not be read at all (not even an earlier copy) may hold the very copy that
     # shows a touchpoint happened; once written off as missed, that copy would no longer be recognised.
