@@ -259,7 +259,9 @@ def test_new_busy_time_elsewhere_moves_nothing(case: Case, data: st.DataObject) 
     offset = data.draw(minutes(0, max(0, int(case.horizon.total_seconds() // 60))), label="offset")
     length = data.draw(minutes(1, 8 * 60), label="length")
     extra = Interval(case.now + offset, case.now + offset + length)
-    if any(extra.overlaps(Interval(o.start, o.end)) for o in got):
+    # Issue 8: a placed event keeps a buffer from other meetings, so "elsewhere" means outside it too.
+    buffer = case.plan.placement.buffer
+    if any(extra.overlaps(Interval(o.start - buffer, o.end + buffer)) for o in got):
         extra = Interval(case.now - length, case.now)  # in the past: overlaps nothing planned
     busier = Case(
         case.plan, case.interactions, case.reviews_done, (*case.busy, extra), case.now, case.horizon
