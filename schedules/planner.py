@@ -8,12 +8,13 @@ first, so a new demand can never push an existing event around; then the rest ar
 
 Where a demand lands (the plan's `placement` settings): only on an open day (a working day that is not a
 public holiday of the plan's country nor blocked whole by an all-day out-of-office or busy event), with
-`buffer` kept free around every other meeting. Its days are the first open day with room on or after its
-due date (today for an overdue one) and the two open days after; among their slots it takes, in order, a
-day that holds fewer than `max_per_day` of circleback's events, a slot inside a preferred window, the
-weekday of the last meeting (the rhythm), the earlier day, the time of day nearest the last meeting's (or
-the chain's last placement), the earlier start. So no preference delays a touchpoint by more than two
-working days, and with no rhythm yet it goes to the start of the first free preferred window.
+`buffer` kept free around every other meeting. Its days: from the first open day with room on or after
+its due date (today for an overdue one), a working week of open days; of those with room, the first
+three still under `max_per_day` (or, when all are full, the first three). Among their slots it takes, in
+order, one inside a preferred window, the weekday of the last meeting (the rhythm, only up to two open
+days after the due date), the earlier day, the time of day nearest the last meeting's (or the chain's
+last placement), the earlier start. So a preference skips at most two days the demand could have taken,
+and with no rhythm yet it goes to the start of the first free preferred window.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from itertools import islice
 from zoneinfo import ZoneInfo
 
 from schedules.cadence import Cadence
@@ -225,6 +225,7 @@ def _keep(demand: Demand, previous: Occurrence | None, slots: Slots) -> Interval
 
 
 LATE_DAYS = 2  # how many open days past its due date a preference may push an occurrence
+SPREAD_DAYS = 5  # open days from the first with room (a working week) where an occurrence may find its own
 
 
 @dataclass(frozen=True)
@@ -288,40 +289,53 @@ class _Placer:
         own = demand.connection.prefer if demand.connection is not None else None
         return clip_windows(own or self.plan.placement.prefer, self.plan.working_hours)
 
-    def candidate_days(self, demand: Demand) -> list[date]:
-        """The open days the demand may go to: the kickoff to this week's; any other to the first open day
-        with room on or after its due date (today for an overdue one) and the LATE_DAYS open days after.
-        A demand with no room on any of its days moves on to the next open day with room."""
-        slots, duration = self.slots, demand.duration
+    def candidate_days(self, demand: Demand) -> list[tuple[date, int]]:
+        """The days the demand may go to, each with how many open days after its due date it is.
+
+        The kickoff: this week's open days with room. Any other: of the SPREAD_DAYS open days from the
+        first with room on or after its due date (today for an overdue one), those with room; of them the
+        first LATE_DAYS + 1 still under max_per_day, or, when every one is full, the first LATE_DAYS + 1.
+        So a preference skips at most LATE_DAYS days it could have taken, and the daily limit pushes it at
+        most a working week on."""
+        slots, duration, limit = self.slots, demand.duration, self.plan.placement.max_per_day
+        start = self.today if demand.overdue or demand.kickoff else max(demand.due, self.today)
         if demand.kickoff:
             week_end = self.today + timedelta(days=6 - self.today.weekday())
-            this_week = [day for day in slots.open_days(self.today, week_end) if slots.on(day, duration)]
+            this_week = [
+                (day, late)
+                for late, day in enumerate(slots.open_days(self.today, week_end))
+                if slots.on(day, duration)
+            ]
+            under = [(day, late) for day, late in this_week if slots.per_day[day] < limit]
             if this_week:
-                return this_week
-        start = self.today if demand.overdue or demand.kickoff else max(demand.due, self.today)
-        days = slots.open_days(start)
-        for day in days:
+                return under or this_week
+        roomy: list[tuple[date, int]] = []
+        first: int | None = None
+        for late, day in enumerate(slots.open_days(start)):
+            if first is not None and late >= first + SPREAD_DAYS:
+                break
             if slots.on(day, duration):
-                return [day, *islice(days, LATE_DAYS)]
-        return []
+                first = late if first is None else first
+                roomy.append((day, late))
+        under = [(day, late) for day, late in roomy if slots.per_day[day] < limit]
+        return (under or roomy)[: LATE_DAYS + 1]
 
     def choose(self, demand: Demand) -> Interval | None:
-        """The best slot on the demand's days, by, in order: a day still under max_per_day; inside a
-        preferred window; the anchor's weekday (not for overdue or kickoff); the earlier day; the wall-clock
-        time nearest the anchor's; the earlier start."""
+        """The best slot on the demand's days, by, in order: inside a preferred window; the anchor's
+        weekday (not for overdue or kickoff, and only up to LATE_DAYS open days after the due date); the
+        earlier day; the wall-clock time nearest the anchor's; the earlier start."""
         slots = self.slots
         windows = self.windows(demand)
         anchor = None if demand.kickoff else self.anchor(demand)
         weekday = anchor.weekday if anchor is not None and not demand.overdue else None
-        limit = self.plan.placement.max_per_day
-        best: tuple[tuple[bool, bool, bool, int, int], Interval] | None = None
-        for index, day in enumerate(self.candidate_days(demand)):
+        best: tuple[tuple[bool, bool, int, int], Interval] | None = None
+        for index, (day, late) in enumerate(self.candidate_days(demand)):
+            rhythm = weekday is not None and day.weekday() == weekday and late <= LATE_DAYS
             for slot in slots.on(day, demand.duration):
                 clock = clock_minutes(slot.start.astimezone(slots.zone).time())
                 score = (
-                    slots.per_day[day] >= limit,
                     not slots.inside(slot, windows),
-                    weekday is not None and day.weekday() != weekday,
+                    not rhythm,
                     index,
                     abs(clock - clock_minutes(anchor.clock)) if anchor is not None else 0,
                 )

@@ -821,3 +821,19 @@ def test_a_first_contact_says_so() -> None:
 def test_a_regular_review_says_why_it_is_there() -> None:
     got = of(run(plan_with(GRACE), reviews_done=[at(date(2026, 11, 10), 9)]), None)
     assert got[0].description.startswith("Why now: the review every month, due 2026-12-10\n")
+
+
+def test_a_busy_first_week_spreads_over_the_week_and_doubles_up_only_when_every_day_holds_one() -> None:
+    # The kickoff and five first touchpoints are all due on Monday. Issue 8: one a day through Friday
+    # (the daily limit may push a touchpoint a working week on); the sixth doubles up on the first day.
+    katherine = connection("Katherine Johnson")
+    barbara = connection("Barbara Liskov", every="month", duration="1h")
+    got = run(plan_with(GRACE, WITL, ALAN, katherine, barbara, kickoff=True))
+    assert [(local(o), o.key) for o in got[:6]] == [
+        ("Mon 2026-11-23 10:00-10:30", "review:kickoff"),
+        ("Mon 2026-11-23 10:45-11:45", "touchpoint:barbara liskov:2026-11"),
+        ("Tue 2026-11-24 10:00-10:30", "touchpoint:grace hopper:2026-W48"),
+        ("Wed 2026-11-25 10:00-11:00", "touchpoint:women in tech london:2026-11"),
+        ("Thu 2026-11-26 10:00-10:45", "touchpoint:alan turing:2026-W48"),
+        ("Fri 2026-11-27 10:00-10:30", "touchpoint:katherine johnson:2026-W48"),
+    ]

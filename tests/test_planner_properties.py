@@ -471,11 +471,21 @@ def test_never_in_a_buffer_nor_on_a_holiday_nor_on_a_day_away(case: Case) -> Non
 @given(busy_cases())
 @PROPERTY
 def test_never_more_than_two_working_days_late_when_a_slot_exists(case: Case) -> None:
+    """Late counts the days it could have taken: open, with room for it, and holding none of circleback's
+    events (as they were when it was placed). The daily limit alone may push it on, a working week at
+    most, past days that are full."""
     got = case.run()
     ref = Reference(case, got)
     for occ in filter(regular, got):
+        day = ref.day_of(occ)
         days = ref.days_it_could_take(occ)
-        assert ref.day_of(occ) in days[:3], (occ, days[:4])
+        assert day in days[:5], (occ, days[:6])
+        skipped = [
+            other
+            for other in days
+            if other < day and ref.per_day[other] == 0 and ref.free_slots(other, occ.end - occ.start, occ)
+        ]
+        assert len(skipped) <= 2, (occ, skipped)
 
 
 def could_have_gone_earlier(ref: Reference, occ: Occurrence) -> bool:
