@@ -19,6 +19,10 @@ Choices made here, beyond the method's rules:
 - Email addresses are lower-cased; one address may identify only one connection and never the owner
   (the owner attends every meeting, so it would match them all).
 - Names, keywords and working days compare case-insensitively; stage and kind accept any case.
+- `placement` is optional, and so is each of its keys: `prefer` defaults to 10:00-12:00 and 14:00-16:30,
+  `buffer` to 15m (`0m` for none, 2h at most), `max_per_day` to 1, and `holidays` to the country of the
+  time zone (tzdata's zone.tab) when the holidays package knows it (`none` or `false` for none). Every
+  preferred window, the plan's or a connection's, must lie inside working hours.
 """
 
 from __future__ import annotations
