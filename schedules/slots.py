@@ -67,14 +67,20 @@ def public_holidays(code: str | None, first: date, last: date) -> frozenset[date
     return frozenset(day for day in days if first <= day <= last)
 
 
-def whole_days_blocked(busy: Iterable[Interval], hours: WorkingHours, zone: ZoneInfo) -> frozenset[date]:
-    """Working days into whose hours a busy stretch of a whole day or more reaches."""
+def whole_days_blocked(
+    busy: Iterable[Interval],
+    hours: WorkingHours,
+    zone: ZoneInfo,
+    first: date = date.min,
+    last: date = date.max,
+) -> frozenset[date]:
+    """Working days from `first` to `last` into whose hours a busy stretch of a whole day or more reaches."""
     blocked: set[date] = set()
     for item in busy:
         if item.end - item.start < WHOLE_DAY:
             continue
-        day = local_date(item.start, zone)
-        while day <= local_date(item.end, zone):
+        day = max(local_date(item.start, zone), first)
+        while day <= min(local_date(item.end, zone), last):
             if any(span.overlaps(item) for span in working_spans(hours, zone, day)):
                 blocked.add(day)
             day += timedelta(days=1)
@@ -261,7 +267,9 @@ class Slots:
         holidays: Iterable[date] = (),
     ) -> Slots:
         busy = list(busy)
-        closed = whole_days_blocked(busy, hours, zone) | frozenset(holidays)
+        # A year-long all-day event must not cost a walk over every day it spans: only the window's count.
+        window = (local_date(not_before, zone), local_date(until, zone))
+        closed = whole_days_blocked(busy, hours, zone, *window) | frozenset(holidays)
         return cls(
             hours,
             zone,

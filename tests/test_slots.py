@@ -385,3 +385,14 @@ def test_inside_a_window_is_wholly_inside_it() -> None:
     assert free.inside(span(MONDAY, (11, 30), (12, 0)), windows)
     assert not free.inside(span(MONDAY, (11, 45), (12, 15)), windows)
     assert not free.inside(span(MONDAY, (9, 45), (10, 15)), windows)
+
+
+def test_a_stretch_of_centuries_is_read_only_inside_the_planning_window() -> None:
+    forever = Interval(datetime(1900, 1, 1, tzinfo=UTC), datetime(2900, 1, 1, tzinfo=UTC))
+    free = slots([forever], days=7)
+    # Monday to Friday, and the next Monday (the window ends at its midnight).
+    assert free.closed == {day_after(MONDAY, n) for n in (0, 1, 2, 3, 4, 7)}
+    assert whole_days_blocked([forever], WEEKDAYS, LONDON, MONDAY, day_after(MONDAY)) == {
+        MONDAY,
+        day_after(MONDAY),
+    }
