@@ -21,7 +21,7 @@ from schedules.events import Interaction, Interval, Observation, require_utc
 from schedules.keys import base_key
 from schedules.model import REVIEW_LOG_NAME, Plan
 from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus, Revision, revise
-from schedules.planner import KICKOFF_KEY, REVIEWS, plan_occurrences
+from schedules.planner import KICKOFF_KEY, REVIEWS, Unplaced, plan_placement
 from schedules.reconcile import Outcomes, TrackedOccurrence, reconcile
 
 # How long completed occurrences stay in the published feed, so a subscriber's calendar keeps them.
@@ -115,7 +115,7 @@ def decide(
     if not can_place:
         revisions = [row.revision for row in open_rows if row.revision.occurrence.start > now]
     else:
-        desired = plan_occurrences(
+        placement = plan_placement(
             plan,
             first_due=_first_due(stored, ZoneInfo(plan.timezone)),
             interactions=interactions,
@@ -132,7 +132,7 @@ def decide(
             },
         )
         desired = _fresh_identities(
-            desired,
+            list(placement.occurrences),
             # Keys settled in this very cycle are closed too: the replacement of a touchpoint missed just
             # now has the same due period, and reusing its key would overwrite the history row.
             closed=closed_keys | set(outcomes.statuses),
@@ -150,7 +150,9 @@ def decide(
             ),
         )
         revisions = revise({row.revision.occurrence.key: row.revision for row in open_rows}, desired, now)
-        unplaced = _unplaced(plan, [r.occurrence for r in revisions], pending, now + horizon)
+        unplaced = _unplaced(
+            plan, [r.occurrence for r in revisions], pending, placement.unplaced, now + horizon
+        )
 
     kept = {r.occurrence.key for r in revisions} | {r.occurrence.key for r in pending}
     removed = [
@@ -279,20 +281,29 @@ def _as_it_happened(revision: Revision, at: datetime | None) -> Revision:
 
 
 def _unplaced(
-    plan: Plan, placed: Sequence[Occurrence], pending: Sequence[Revision], horizon_end: datetime
+    plan: Plan,
+    placed: Sequence[Occurrence],
+    pending: Sequence[Revision],
+    why: Sequence[Unplaced],
+    horizon_end: datetime,
 ) -> list[tuple[str | None, str]]:
-    """Connections (and the review rhythm) with nothing in the calendar after planning: the person must
-    hear which one and why, or the plan silently stops working for them."""
+    """Connections (and the review rhythm) with nothing in the calendar after planning, with the
+    planner's reason: the person must hear which one and why, or the plan silently stops working for
+    them. A later demand that simply falls past the horizon is no news."""
     zone = ZoneInfo(plan.timezone)
-    present = {(o.connection or "").casefold() for o in [*placed, *(r.occurrence for r in pending)]}
+    held = [*placed, *(r.occurrence for r in pending)]
+    present = {(o.connection or "").casefold() for o in held if o.kind is OccurrenceKind.TOUCHPOINT}
     until = horizon_end.astimezone(zone).date().isoformat()
-    out: list[tuple[str | None, str]] = []
-    for connection in plan.connections:
-        if connection.name.casefold() not in present:
-            length = format_duration(connection.duration)
-            out.append((connection.name, f"no free {length} slot inside working hours before {until}"))
-    reviews = [o for o in [*placed, *(r.occurrence for r in pending)] if o.kind is OccurrenceKind.REVIEW]
-    if not reviews:
-        length = format_duration(plan.review.duration)
-        out.append((None, f"no free {length} slot for the self-review inside working hours before {until}"))
+
+    def reason(connection: str | None, duration: timedelta) -> str:
+        first = next((u for u in why if u.connection == connection), None)
+        if first is not None:
+            return first.reason
+        return f"no free {format_duration(duration)} slot inside working hours before {until}"
+
+    out: list[tuple[str | None, str]] = [
+        (c.name, reason(c.name, c.duration)) for c in plan.connections if c.name.casefold() not in present
+    ]
+    if not any(o.kind is OccurrenceKind.REVIEW for o in held):
+        out.append((None, reason(None, plan.review.duration)))
     return out

@@ -61,15 +61,29 @@ def review_title(*, kickoff: bool = False) -> str:
     return f"{REVIEW_TITLE} (kickoff)" if kickoff else REVIEW_TITLE
 
 
+def why_now(connection: Connection, *, due: date, last_met: date | None, overdue: bool) -> str:
+    """Why the touchpoint is in the calendar: its due date and what it counts from. Only dates, so the
+    text stays the same from run to run while nothing it reports changes."""
+    when = f"overdue since {due.isoformat()}" if overdue else f"due {due.isoformat()}"
+    if last_met is None:
+        return f"Why now: {when}, the first contact (not met yet)"
+    return f"Why now: {when}, {cadence_phrase(connection.every)} since you last met on {last_met.isoformat()}"
+
+
 def touchpoint_description(
-    connection: Connection, *, last_met: date | None, on: date, overdue_since: date | None = None
+    connection: Connection,
+    *,
+    last_met: date | None,
+    on: date,
+    overdue_since: date | None = None,
+    due: date | None = None,
 ) -> str:
-    """The touchpoint's body: the next wise action first, then the context to act on it."""
+    """The touchpoint's body: the next wise action first, then why it is there and the context to act."""
     stage = connection.stage
-    lines = [
-        f"Next wise action: {connection.next_action}",
-        f"Stage: {stage.value} ({STAGE_MEANING[stage]})",
-    ]
+    lines = [f"Next wise action: {connection.next_action}"]
+    if due is not None:
+        lines.append(why_now(connection, due=due, last_met=last_met, overdue=overdue_since is not None))
+    lines.append(f"Stage: {stage.value} ({STAGE_MEANING[stage]})")
     if connection.target:
         lines.append("Target: a new connection you are creating.")
     lines.append(f"Last met: {last_met_phrase(last_met, on)}")
@@ -98,6 +112,7 @@ def review_description(
     today: date,
     kickoff: bool = False,
     overdue_since: date | None = None,
+    due: date | None = None,
 ) -> str:
     """The review's body: the mindset, the focus list, and the method's questions.
 
@@ -107,6 +122,8 @@ def review_description(
     lines: list[str] = []
     if kickoff:
         lines += ["Kickoff: 30 minutes with yourself this week to start the plan.", ""]
+    elif due is not None:
+        lines += [f"Why now: the review {cadence_phrase(plan.review.every)}, due {due.isoformat()}", ""]
     lines += [f"Mindset: {plan.mindset}", "", "Focus connections:"]
     for connection in plan.connections:
         met = last_met.get(connection.name.casefold())

@@ -41,6 +41,40 @@ class WorkingHours:
 
 
 @dataclass(frozen=True)
+class Window:
+    """A wall-clock span of the day, [start, end), in the plan's zone."""
+
+    start: time
+    end: time
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+
+# Mid-morning and mid-afternoon: away from the first minutes of the day, lunch and the end of the day.
+DEFAULT_PREFER = (Window(time(10), time(12)), Window(time(14), time(16, 30)))
+DEFAULT_BUFFER = timedelta(minutes=15)
+DEFAULT_MAX_PER_DAY = 1
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where circleback puts its events.
+
+    `prefer`: windows tried first (clipped to working hours; if none overlaps them, the whole working day
+    is preferred). `buffer`: free time kept before and after every other meeting. `max_per_day`: how many
+    of circleback's own events (touchpoints and reviews) share a day while the days they may go to have
+    room. `holidays`: an ISO 3166 country, optionally with a subdivision ("GB", "GB-SCT", "US-CA"), whose
+    public holidays get nothing; None for none.
+    """
+
+    prefer: tuple[Window, ...] = DEFAULT_PREFER
+    buffer: timedelta = DEFAULT_BUFFER
+    max_per_day: int = DEFAULT_MAX_PER_DAY
+    holidays: str | None = None
+
+
+@dataclass(frozen=True)
 class Review:
     every: Cadence
     duration: timedelta
@@ -60,6 +94,7 @@ class Connection:
     emails: tuple[str, ...] = ()  # further addresses that identify this person or group (lower-cased)
     keywords: tuple[str, ...] = ()  # title words that identify a group's events (lower-cased)
     notes: str = ""  # what they care about, what was said last time: shown in the touchpoint
+    prefer: tuple[Window, ...] | None = None  # this connection's own windows, overriding the plan's
 
     @property
     def all_emails(self) -> tuple[str, ...]:
@@ -74,6 +109,7 @@ class Plan:
     working_hours: WorkingHours
     review: Review
     connections: tuple[Connection, ...] = field(default_factory=tuple)
+    placement: Placement = field(default_factory=Placement)
 
     def connection(self, name: str) -> Connection | None:
         folded = name.casefold()

@@ -19,6 +19,10 @@ Choices made here, beyond the method's rules:
 - Email addresses are lower-cased; one address may identify only one connection and never the owner
   (the owner attends every meeting, so it would match them all).
 - Names, keywords and working days compare case-insensitively; stage and kind accept any case.
+- `placement` is optional, and so is each of its keys: `prefer` defaults to 10:00-12:00 and 14:00-16:30,
+  `buffer` to 15m (`0m` for none, 2h at most), `max_per_day` to 1, and `holidays` to the country of the
+  time zone (tzdata's zone.tab) when the holidays package knows it (`none` or `false` for none). Every
+  preferred window, the plan's or a connection's, must lie inside working hours.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from functools import cache
 from importlib import resources
 from zoneinfo import ZoneInfo, available_timezones
 
+import holidays
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
@@ -47,16 +52,22 @@ from schedules.model import (
     Connection,
     ConnectionKind,
     Owner,
+    Placement,
     Plan,
     Review,
     Stage,
+    Window,
     WorkingHours,
 )
 
 DEFAULT_DURATION = timedelta(minutes=30)
 REVIEW_CADENCES = (Cadence(1, "month"), Cadence(3, "month"))
 
-TOP_KEYS = ("owner", "timezone", "mindset", "working_hours", "review", "connections")
+REQUIRED_TOP_KEYS = ("owner", "timezone", "mindset", "working_hours", "review", "connections")
+TOP_KEYS = (*REQUIRED_TOP_KEYS, "placement")
+PLACEMENT_KEYS = ("prefer", "buffer", "max_per_day", "holidays")
+MAX_BUFFER = timedelta(hours=2)
+MAX_PER_DAY_LIMIT = 24
 OWNER_KEYS = ("name", "email")
 HOURS_KEYS = ("days", "start", "end")
 REVIEW_KEYS = ("every", "duration", "kickoff")
@@ -72,6 +83,7 @@ CONNECTION_KEYS = (
     "duration",
     "next_action",
     "notes",
+    "prefer",
 )
 
 # Words people reach for instead of our key names; difflib alone cannot see that 'cadence' means 'every'.
@@ -127,6 +139,8 @@ _MAX_NESTING = 200
 _YAML11_BOOLEANS = frozenset({"yes", "no", "on", "off"})
 
 _CLOCK_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*$")
+_WINDOW_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+_ZEROES = frozenset({"0", "0m", "0h"})
 _EMAIL_RE = re.compile(r'^[^@\s<>(),;:"]+@[^@\s<>(),;:".]+(?:\.[^@\s<>(),;:".]+)+$')
 _ZONE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9_+\-]+)*$")
 # Files in a zoneinfo tree that load but are not places: the machine's own zone, a POSIX default, a dummy.
@@ -215,6 +229,7 @@ class _Checker:
     def __init__(self, filename: str) -> None:
         self.filename = filename
         self.issues: list[PlanIssue] = []
+        self.hours: WorkingHours | None = None  # once read: preferred windows must lie inside them
 
     def sorted_issues(self) -> list[PlanIssue]:
         unique = list(dict.fromkeys(self.issues))
@@ -277,15 +292,16 @@ class _Checker:
         if self.issues:
             return None
         if root is None or (isinstance(root, ScalarNode) and root.tag == _NULL and root.value == ""):
-            self.add(1, 1, "", "the plan is empty: it needs " + ", ".join(TOP_KEYS))
+            self.add(1, 1, "", "the plan is empty: it needs " + ", ".join(REQUIRED_TOP_KEYS))
             return None
-        fields = self.mapping(_Item(root, ""), TOP_KEYS, required=TOP_KEYS)
+        fields = self.mapping(_Item(root, ""), TOP_KEYS, required=REQUIRED_TOP_KEYS)
         if fields is None:
             return None
         owner = self.owner(fields["owner"]) if "owner" in fields else None
         timezone = self.timezone(fields["timezone"]) if "timezone" in fields else None
         mindset = self.text(fields["mindset"]) if "mindset" in fields else None
         hours = self.working_hours(fields["working_hours"]) if "working_hours" in fields else None
+        self.hours = hours
         review = self.review(fields["review"]) if "review" in fields else None
         owner_email = owner.email if owner is not None else None
         connections = (
@@ -293,9 +309,10 @@ class _Checker:
         )
         if owner is None or timezone is None or mindset is None or hours is None or review is None:
             return None
-        if connections is None:
+        placement = self.placement(_given(fields, "placement"), timezone)
+        if connections is None or placement is None:
             return None
-        return Plan(owner, timezone, mindset, hours, review, connections)
+        return Plan(owner, timezone, mindset, hours, review, connections, placement)
 
     # -- structure ----------------------------------------------------------------------------------------
 
@@ -595,6 +612,10 @@ class _Checker:
         action = self.text(fields["next_action"]) if "next_action" in fields else None
         given = _given(fields, "notes")
         notes = self.text(given, empty_ok=True) if given is not None else ""
+        given = _given(fields, "prefer")
+        prefer = self.windows(given) if given is not None else None
+        if given is not None and prefer is None:
+            return entry
         if (
             name is None
             or kind is None
@@ -621,6 +642,7 @@ class _Checker:
             emails=further,
             keywords=keywords,
             notes=notes,
+            prefer=prefer,
         )
         return entry
 
@@ -675,6 +697,109 @@ class _Checker:
                     entry.connection = None
                 else:
                     seen[address] = index
+
+    # -- placement (optional) -------------------------------------------------------------------------------
+
+    def placement(self, item: _Item | None, timezone: str | None) -> Placement | None:
+        """The `placement:` section; without it (or a key of it), the defaults of `Placement`, with the
+        holidays of the country the time zone is in."""
+        default_holidays = _country_of_zone(timezone) if timezone is not None else None
+        if item is None:
+            return Placement(holidays=default_holidays)
+        fields = self.mapping(item, PLACEMENT_KEYS, required=())
+        if fields is None:
+            return None
+        defaults = Placement()
+        given = _given(fields, "prefer")
+        prefer = self.windows(given) if given is not None else defaults.prefer
+        given = _given(fields, "buffer")
+        buffer = self.buffer(given) if given is not None else defaults.buffer
+        given = _given(fields, "max_per_day")
+        per_day = self.per_day(given) if given is not None else defaults.max_per_day
+        given = _given(fields, "holidays")
+        code = self.holidays(given) if given is not None else (default_holidays or "")
+        if prefer is None or buffer is None or per_day is None or code is None:
+            return None
+        return Placement(prefer, buffer, per_day, code or None)
+
+    def windows(self, item: _Item) -> tuple[Window, ...] | None:
+        entries = self.sequence(item, '["10:00-12:00", "14:00-16:30"]')
+        if entries is None:
+            return None
+        if not entries:
+            self.at(item, 'must list at least one window such as "10:00-12:00" (or leave the key out)')
+            return None
+        windows = [self.window(entry) for entry in entries]
+        if any(window is None for window in windows):
+            return None
+        return tuple(window for window in windows if window is not None)
+
+    def window(self, item: _Item) -> Window | None:
+        node = item.node
+        match = _WINDOW_RE.match(node.value) if isinstance(node, ScalarNode) and node.tag == _STR else None
+        clocks = [(int(match.group(i)), int(match.group(i + 1))) for i in (1, 3)] if match else []
+        if not match or any(h > 23 or m > 59 for h, m in clocks):
+            self.at(item, f'expected a window of the day such as "10:00-12:00", got {_describe(node)}')
+            return None
+        window = Window(time(*clocks[0]), time(*clocks[1]))
+        if window.start >= window.end:
+            self.at(item, f"the window must end after it starts ({window.start:%H:%M})")
+            return None
+        hours = self.hours
+        if hours is not None and not (hours.start <= window.start and window.end <= hours.end):
+            self.at(item, f"{window} is not inside working hours ({hours.start:%H:%M}-{hours.end:%H:%M})")
+            return None
+        return window
+
+    def buffer(self, item: _Item) -> timedelta | None:
+        node = item.node
+        if isinstance(node, ScalarNode) and node.tag in (_STR, _INT) and node.value.strip() in _ZEROES:
+            return timedelta(0)
+        value = self.duration(item)
+        if value is not None and value > MAX_BUFFER:
+            self.at(item, "must be 2h at most: a longer buffer would leave no room in a busy day")
+            return None
+        return value
+
+    def per_day(self, item: _Item) -> int | None:
+        node = item.node
+        if isinstance(node, ScalarNode) and node.tag == _INT and node.value.isdigit():
+            value = int(node.value)
+            if 1 <= value <= MAX_PER_DAY_LIMIT:
+                return value
+        self.at(item, f"expected a whole number from 1 to {MAX_PER_DAY_LIMIT}, got {_describe(node)}")
+        return None
+
+    def holidays(self, item: _Item) -> str | None:
+        """A region code such as 'GB' or 'GB-SCT'; '' for `none` or `false`; None when invalid."""
+        node = item.node
+        if (
+            isinstance(node, ScalarNode)
+            and node.tag == _BOOL
+            and node.value.lower() in ("false", "no", "off")
+        ):
+            return ""
+        if isinstance(node, ScalarNode) and node.tag == _STR and node.value.strip().lower() == "none":
+            return ""
+        if not (isinstance(node, ScalarNode) and node.tag == _STR):
+            self.at(item, f"expected a country code such as GB or GB-SCT (or none), got {_describe(node)}")
+            return None
+        code: str = node.value.strip()
+        country, _, subdivision = code.partition("-")
+        regions = _holiday_regions()
+        if country.upper() not in regions:
+            self.at(item, f"'{_short(code)}' is not an ISO 3166 country with known public holidays")
+            return None
+        if not subdivision:
+            return country.upper()
+        known = {name.upper(): name for name in regions[country.upper()]}
+        if subdivision.upper() not in known:
+            listed = ", ".join(regions[country.upper()][:12])
+            more = ", ..." if len(regions[country.upper()]) > 12 else ""
+            choices = f"one of {listed}{more}" if listed else "none: give the country alone"
+            self.at(item, f"'{_short(subdivision)}' is not a subdivision of {country.upper()} ({choices})")
+            return None
+        return f"{country.upper()}-{known[subdivision.upper()]}"
 
 
 def _given(fields: dict[str, _Item], name: str) -> _Item | None:
@@ -829,3 +954,32 @@ def _yaml_detail(context: object, problem: object) -> str:
 def _position_of(text: str, index: int) -> tuple[int, int]:
     line = text.count("\n", 0, index) + 1
     return line, index - (text.rfind("\n", 0, index) + 1) + 1
+
+
+@cache
+def _holiday_regions() -> dict[str, list[str]]:
+    """ISO 3166 alpha-2 codes the holidays package knows, with their subdivisions."""
+    return {
+        code: list(subdivisions)
+        for code, subdivisions in holidays.list_supported_countries().items()
+        if len(code) == 2
+    }
+
+
+@cache
+def _zone_countries() -> dict[str, str]:
+    """IANA zone -> ISO 3166 country, from the zone.tab that ships with tzdata."""
+    table = resources.files("tzdata.zoneinfo").joinpath("zone.tab").read_text(encoding="utf-8")
+    out: dict[str, str] = {}
+    for line in table.splitlines():
+        if line and not line.startswith("#"):
+            parts = line.split("\t")
+            if len(parts) >= 3:
+                out[parts[2]] = parts[0]
+    return out
+
+
+def _country_of_zone(zone: str) -> str | None:
+    """The country whose holidays a plan in `zone` gets by default, if the holidays package knows it."""
+    country = _zone_countries().get(zone)
+    return country if country is not None and country in _holiday_regions() else None

@@ -5,6 +5,16 @@ places each demand into free time. Due dates come only from the plan, the intera
 done, never from where earlier occurrences landed, so an occurrence's key (what it is) is independent of
 its slot (where it is). Placement runs in two passes: every still-valid slot from `previous` is kept
 first, so a new demand can never push an existing event around; then the rest are placed in demand order.
+
+Where a demand lands (the plan's `placement` settings): only on an open day (a working day that is not a
+public holiday of the plan's country nor blocked whole by an all-day out-of-office or busy event), with
+`buffer` kept free around every other meeting. Its days: from the first open day with room on or after
+its due date (today for an overdue one), a working week of open days; of those with room, the first
+three still under `max_per_day` (or, when all are full, the first three). Among their slots it takes, in
+order, one inside a preferred window, the weekday of the last meeting (the rhythm, only up to two open
+days after the due date), the earlier day, the time of day nearest the last meeting's (or the chain's
+last placement), the earlier start. So a preference skips at most two days the demand could have taken,
+and with no rhythm yet it goes to the start of the first free preferred window.
 """
 
 from __future__ import annotations
@@ -18,9 +28,9 @@ from zoneinfo import ZoneInfo
 from schedules.cadence import Cadence
 from schedules.describe import review_description, review_title, touchpoint_description, touchpoint_title
 from schedules.events import Interaction, Interval, require_utc
-from schedules.model import REVIEW_LOG_NAME, Connection, Plan, WorkingHours
+from schedules.model import REVIEW_LOG_NAME, Connection, Plan, Window, WorkingHours
 from schedules.occurrence import Occurrence, OccurrenceKind
-from schedules.slots import Slots, floor_to_quarter, local_date
+from schedules.slots import Slots, clip_windows, clock_minutes, floor_to_quarter, local_date, public_holidays
 
 REVIEWS = REVIEW_LOG_NAME  # first_due's key for the review rhythm
 KICKOFF_KEY = "review:kickoff"
@@ -209,21 +219,45 @@ def _review_demands(
 
 def _keep(demand: Demand, previous: Occurrence | None, slots: Slots) -> Interval | None:
     """The previous slot, if it still suits: due the same day as before (a new real meeting or review
-    moves the rhythm, and then the slot is chosen again), not before the due date, and free."""
+    moves the rhythm, and then the slot is chosen again), not before the due date, on an open day, and
+    free with its buffer. Preferred windows and the per-day limit are preferences: a slot chosen under
+    them is not moved when they change, so the calendar stays calm."""
     if previous is None or previous.due != demand.due or local_date(previous.start, slots.zone) < demand.due:
         return None
     slot = Interval(previous.start, previous.start + demand.duration)
     return slot if slots.fits(slot) else None
 
 
+LATE_DAYS = 2  # how many open days past its due date a preference may push an occurrence
+SPREAD_DAYS = 5  # open days from the first with room (a working week) where an occurrence may find its own
+
+
+@dataclass(frozen=True)
+class Unplaced:
+    """A demand that found no slot before the horizon: which, for whom, due when, and why."""
+
+    key: str
+    connection: str | None  # None for a review block
+    due: date
+    reason: str
+
+
+@dataclass(frozen=True)
+class PlacementResult:
+    occurrences: tuple[Occurrence, ...]
+    unplaced: tuple[Unplaced, ...] = ()
+
+
 class _Placer:
     def __init__(
         self,
+        plan: Plan,
         slots: Slots,
         today: date,
         anchors: Mapping[str, Anchor],
         previous: Mapping[str, Occurrence],
     ) -> None:
+        self.plan = plan
         self.slots = slots
         self.today = today
         self.anchors = anchors
@@ -237,36 +271,95 @@ class _Placer:
         self.by_chain.setdefault(demand.chain, []).append((demand.due, slot))
 
     def anchor(self, demand: Demand) -> Anchor | None:
-        """Last real meeting first; else this chain's previous placement; else last run's placement."""
+        """Last real meeting first; else this chain's previous placement; else last run's placement; each
+        only if its weekday and time of day are inside working hours."""
         zone = self.slots.zone
-        met = self.anchors.get(demand.chain)
-        if met is not None and met.usable(self.slots.hours, demand.duration):
-            return met
         earlier = [(due, slot) for due, slot in self.by_chain.get(demand.chain, []) if due < demand.due]
-        if earlier:
-            return Anchor.of(max(earlier, key=lambda item: item[0])[1].start, zone)
         before = sorted(
             (occ.start, occ.key)
             for occ in self.previous.values()
             if occ.key != KICKOFF_KEY and _chain_of(occ) == demand.chain
         )
-        return Anchor.of(before[0][0], zone) if before else None
+        candidates = [
+            self.anchors.get(demand.chain),
+            Anchor.of(max(earlier, key=lambda item: item[0])[1].start, zone) if earlier else None,
+            Anchor.of(before[0][0], zone) if before else None,
+        ]
+        return next(
+            (a for a in candidates if a is not None and a.usable(self.slots.hours, demand.duration)), None
+        )
+
+    def windows(self, demand: Demand) -> tuple[Window, ...]:
+        own = demand.connection.prefer if demand.connection is not None else None
+        return clip_windows(own or self.plan.placement.prefer, self.plan.working_hours)
+
+    def candidate_days(self, demand: Demand) -> list[tuple[date, int]]:
+        """The days the demand may go to, each with how many open days after its due date it is.
+
+        The kickoff: this week's open days with room. Any other: of the SPREAD_DAYS open days from the
+        first with room on or after its due date (today for an overdue one), those with room; of them the
+        first LATE_DAYS + 1 still under max_per_day, or, when every one is full, the first LATE_DAYS + 1.
+        So a preference skips at most LATE_DAYS days it could have taken, and the daily limit pushes it at
+        most a working week on."""
+        slots, duration, limit = self.slots, demand.duration, self.plan.placement.max_per_day
+        start = self.today if demand.overdue or demand.kickoff else max(demand.due, self.today)
+        if demand.kickoff:
+            week_end = self.today + timedelta(days=6 - self.today.weekday())
+            this_week = [
+                (day, late)
+                for late, day in enumerate(slots.open_days(self.today, week_end))
+                if slots.on(day, duration)
+            ]
+            under = [(day, late) for day, late in this_week if slots.per_day[day] < limit]
+            if this_week:
+                return under or this_week
+        roomy: list[tuple[date, int]] = []
+        first: int | None = None
+        for late, day in enumerate(slots.open_days(start)):
+            if first is not None and late >= first + SPREAD_DAYS:
+                break
+            if slots.on(day, duration):
+                first = late if first is None else first
+                roomy.append((day, late))
+        under = [(day, late) for day, late in roomy if slots.per_day[day] < limit]
+        return (under or roomy)[: LATE_DAYS + 1]
 
     def choose(self, demand: Demand) -> Interval | None:
-        slots, today = self.slots, self.today
-        if demand.kickoff:
-            week_end = today + timedelta(days=6 - today.weekday())
-            return slots.spread(today, demand.duration, week_end) or slots.earliest(
-                week_end + timedelta(days=1), demand.duration
-            )
-        if demand.overdue:
-            return slots.earliest(today, demand.duration)
-        anchor = self.anchor(demand)
-        if anchor is not None:
-            slot = slots.stable(demand.due, demand.duration, anchor.weekday, anchor.clock)
-            if slot is not None:
-                return slot
-        return slots.spread(max(demand.due, today), demand.duration)
+        """The best slot on the demand's days, by, in order: inside a preferred window; the anchor's
+        weekday (not for overdue or kickoff, and only up to LATE_DAYS open days after the due date); the
+        earlier day; the wall-clock time nearest the anchor's; the earlier start."""
+        slots = self.slots
+        windows = self.windows(demand)
+        anchor = None if demand.kickoff else self.anchor(demand)
+        weekday = anchor.weekday if anchor is not None and not demand.overdue else None
+        best: tuple[tuple[bool, bool, int, int], Interval] | None = None
+        for index, (day, late) in enumerate(self.candidate_days(demand)):
+            rhythm = weekday is not None and day.weekday() == weekday and late <= LATE_DAYS
+            for slot in slots.on(day, demand.duration):
+                clock = clock_minutes(slot.start.astimezone(slots.zone).time())
+                score = (
+                    not slots.inside(slot, windows),
+                    not rhythm,
+                    index,
+                    abs(clock - clock_minutes(anchor.clock)) if anchor is not None else 0,
+                )
+                if best is None or score < best[0]:
+                    best = (score, slot)
+        return best[1] if best is not None else None
+
+    def why_not(self, demand: Demand) -> str:
+        """Why `choose` found nothing, in the words `sync` and `status` show."""
+        slots = self.slots
+        start = self.today if demand.overdue or demand.kickoff else max(demand.due, self.today)
+        span = f"from {start.isoformat()} to {slots.last_day.isoformat()}"
+        if start > slots.last_day:
+            return f"due {demand.due.isoformat()}, after the planning horizon ({slots.last_day.isoformat()})"
+        if next(slots.open_days(start), None) is None:
+            return f"no working day {span}: holidays, days out of office or days off fill it"
+        minutes = int(demand.duration.total_seconds() // 60)
+        buffer = int(slots.buffer.total_seconds() // 60)
+        around = f" with {buffer} minutes free around other meetings" if buffer else ""
+        return f"no free {minutes}-minute slot{around} in working hours {span}"
 
 
 def _chain_of(occ: Occurrence) -> str:
@@ -286,24 +379,59 @@ def plan_occurrences(
     previous: Mapping[str, Occurrence] = {},
     first_due: Mapping[str, date] = {},
 ) -> list[Occurrence]:
+    """The occurrences of `plan_placement`, without what could not be placed."""
+    result = plan_placement(
+        plan,
+        interactions=interactions,
+        reviews_done=reviews_done,
+        busy=busy,
+        now=now,
+        horizon=horizon,
+        previous=previous,
+        first_due=first_due,
+    )
+    return list(result.occurrences)
+
+
+def plan_placement(
+    plan: Plan,
+    *,
+    interactions: Sequence[Interaction],
+    reviews_done: Sequence[datetime],
+    busy: Sequence[Interval],
+    now: datetime,
+    horizon: timedelta,
+    previous: Mapping[str, Occurrence] = {},
+    first_due: Mapping[str, date] = {},
+) -> PlacementResult:
     """The touchpoints and review blocks due up to the horizon, placed inside [now, now + horizon),
-    sorted by start.
+    sorted by start; and the demands that found no slot, with the reason.
 
     `first_due` maps a connection (name, case-folded) that has never been met to the local date its
     first touchpoint became due, and `REVIEWS` to the date the first review block became due, as
     recorded by earlier runs.
 
     `previous` holds the occurrences already placed, by key: each keeps its slot while that slot is still
-    in the future, inside working hours, free, and not before its due date. A demand with no free slot
-    before the horizon is left out (a later run places it). Deterministic: the same inputs, in any order,
-    give the same occurrences with the same keys.
+    in the future, on an open working day, free with its buffer, and not before its due date. A demand
+    with no free slot before the horizon is reported in `unplaced` (a later run may place it).
+    Deterministic: the same inputs, in any order, give the same occurrences with the same keys.
     """
     now = require_utc(now, "now")
     if horizon <= timedelta(0):
-        return []
+        return PlacementResult(())
     zone = ZoneInfo(plan.timezone)
-    slots = Slots.build(plan.working_hours, zone, busy, now, now + horizon)
-    today, last_day = slots.first_day, slots.last_day
+    settings = plan.placement
+    first_day, last_day = local_date(now, zone), local_date(now + horizon, zone)
+    slots = Slots.build(
+        plan.working_hours,
+        zone,
+        busy,
+        now,
+        now + horizon,
+        buffer=settings.buffer,
+        holidays=public_holidays(settings.holidays, first_day, last_day),
+    )
+    today = slots.first_day
 
     last_met: dict[str, datetime] = {}
     names = {c.name.casefold() for c in plan.connections}
@@ -322,16 +450,20 @@ def plan_occurrences(
         key=lambda d: d.order,
     )
     anchors = {f"touchpoint:{name}": Anchor.of(at, zone) for name, at in last_met.items()}
-    placer = _Placer(slots, today, anchors, previous)
+    placer = _Placer(plan, slots, today, anchors, previous)
     for demand in demands:
         kept = _keep(demand, previous.get(demand.key), slots)
         if kept is not None:
             placer.reserve(demand, kept)
+    unplaced: list[Unplaced] = []
     for demand in demands:
         if demand.key not in placer.placed:
             slot = placer.choose(demand)
             if slot is not None:
                 placer.reserve(demand, slot)
+            else:
+                name = demand.connection.name if demand.connection else None
+                unplaced.append(Unplaced(demand.key, name, demand.due, placer.why_not(demand)))
 
     met_dates = {name: local_date(at, zone) for name, at in last_met.items()}
     out = [
@@ -339,7 +471,10 @@ def plan_occurrences(
         for demand in demands
         if demand.key in placer.placed
     ]
-    return sorted(out, key=lambda occ: (occ.start, occ.key))
+    return PlacementResult(
+        tuple(sorted(out, key=lambda occ: (occ.start, occ.key))),
+        tuple(sorted(unplaced, key=lambda u: (u.due, u.key))),
+    )
 
 
 def _occurrence(
@@ -350,7 +485,12 @@ def _occurrence(
     if connection is None:
         title = review_title(kickoff=demand.kickoff)
         description = review_description(
-            plan, last_met=met, today=today, kickoff=demand.kickoff, overdue_since=overdue_since
+            plan,
+            last_met=met,
+            today=today,
+            kickoff=demand.kickoff,
+            overdue_since=overdue_since,
+            due=demand.due,
         )
     else:
         title = touchpoint_title(connection)
@@ -359,6 +499,7 @@ def _occurrence(
             last_met=met.get(connection.name.casefold()),
             on=local_date(slot.start, zone),
             overdue_since=overdue_since,
+            due=demand.due,
         )
     return Occurrence(
         key=demand.key,

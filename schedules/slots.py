@@ -6,22 +6,85 @@ the day the clocks change, and hours that cover the change are as long as the cl
 night the clocks go back that set can be two spans (the repeated hour may fall outside the hours).
 Everything else is UTC instants. Searches are bounded by the planning window's last day, so a horizon
 with no working day ends the search instead of looping.
+
+A slot fits when it lies inside one open day's working hours and keeps `buffer` free before and after
+everything taken (other meetings and what is already placed). A day is closed, whatever its free time,
+when it is a public holiday of the plan's country, or when one busy stretch of a whole day or more (an
+all-day out-of-office or opaque all-day event, as the calendar readers turn them into busy time) reaches
+into its working hours: such a day is not a working day at all, so it does not count towards how late
+a touchpoint is.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
+import holidays as holiday_data
+
 from schedules.events import Interval, require_utc
-from schedules.model import WorkingHours
+from schedules.model import Window, WorkingHours
 
 QUARTER = timedelta(minutes=15)
-SPREAD_DAYS = 7  # how far past the earliest day a new occurrence may go to find a day of its own
+# A busy stretch this long is an all-day (or longer) event: 23 hours is a whole day on the night the
+# clocks go forward.
+WHOLE_DAY = timedelta(hours=23)
+# The holiday package's categories that close a day: public holidays, and the days it knows are taken
+# off in practice or worked only half (Christmas Eve and New Year's Eve in several countries).
+HOLIDAY_CATEGORIES = frozenset({holiday_data.PUBLIC, holiday_data.HALF_DAY, holiday_data.DE_FACTO})
+
+
+def split_region(code: str) -> tuple[str, str | None]:
+    """'GB-SCT' -> ('GB', 'SCT'); 'GB' -> ('GB', None)."""
+    country, _, subdivision = code.partition("-")
+    return country, subdivision or None
+
+
+@lru_cache(maxsize=64)
+def _holidays_in(code: str, years: tuple[int, ...]) -> frozenset[date]:
+    country, subdivision = split_region(code)
+    supported = holiday_data.country_holidays(country, subdiv=subdivision).supported_categories
+    found = holiday_data.country_holidays(
+        country,
+        subdiv=subdivision,
+        years=years,
+        categories=tuple(sorted(HOLIDAY_CATEGORIES & set(supported))),
+    )
+    return frozenset(found.keys())
+
+
+def public_holidays(code: str | None, first: date, last: date) -> frozenset[date]:
+    """The days off of region `code` (see HOLIDAY_CATEGORIES) from `first` to `last`."""
+    if code is None or last < first:
+        return frozenset()
+    days = _holidays_in(code, tuple(range(first.year, last.year + 1)))
+    return frozenset(day for day in days if first <= day <= last)
+
+
+def whole_days_blocked(
+    busy: Iterable[Interval],
+    hours: WorkingHours,
+    zone: ZoneInfo,
+    first: date = date.min,
+    last: date = date.max,
+) -> frozenset[date]:
+    """Working days from `first` to `last` into whose hours a busy stretch of a whole day or more reaches."""
+    blocked: set[date] = set()
+    for item in busy:
+        if item.end - item.start < WHOLE_DAY:
+            continue
+        day = max(local_date(item.start, zone), first)
+        while day <= min(local_date(item.end, zone), last):
+            if any(span.overlaps(item) for span in working_spans(hours, zone, day)):
+                blocked.add(day)
+            day += timedelta(days=1)
+    return frozenset(blocked)
 
 
 def local_date(moment: datetime, zone: ZoneInfo) -> date:
@@ -158,11 +221,27 @@ class Occupancy:
         return out
 
 
+def clip_windows(windows: Sequence[Window], hours: WorkingHours) -> tuple[Window, ...]:
+    """The windows' parts inside working hours; all of working hours when none is left."""
+    clipped = [
+        Window(max(w.start, hours.start), min(w.end, hours.end))
+        for w in windows
+        if max(w.start, hours.start) < min(w.end, hours.end)
+    ]
+    return tuple(clipped) if clipped else (Window(hours.start, hours.end),)
+
+
+def clock_minutes(clock: time) -> int:
+    return clock.hour * 60 + clock.minute
+
+
 @dataclass
 class Slots:
-    """The free time of one planning run: working hours in [not_before, until) minus what is taken.
+    """The free time of one planning run: working hours of open days in [not_before, until), minus what
+    is taken and a buffer around it.
 
-    `used_days` are the local dates that already hold an occurrence, for the spreading rule.
+    `closed` are local dates that get nothing (holidays, whole days out of office); `per_day` counts
+    circleback's own occurrences per local date, for the spreading rule.
     """
 
     hours: WorkingHours
@@ -170,7 +249,9 @@ class Slots:
     not_before: datetime
     until: datetime
     taken: Occupancy = field(default_factory=Occupancy)
-    used_days: set[date] = field(default_factory=set)
+    buffer: timedelta = timedelta(0)
+    closed: frozenset[date] = frozenset()
+    per_day: Counter[date] = field(default_factory=Counter)
     _spans: dict[date, tuple[Interval, ...]] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -181,9 +262,22 @@ class Slots:
         busy: Iterable[Interval],
         not_before: datetime,
         until: datetime,
+        *,
+        buffer: timedelta = timedelta(0),
+        holidays: Iterable[date] = (),
     ) -> Slots:
+        busy = list(busy)
+        # A year-long all-day event must not cost a walk over every day it spans: only the window's count.
+        window = (local_date(not_before, zone), local_date(until, zone))
+        closed = whole_days_blocked(busy, hours, zone, *window) | frozenset(holidays)
         return cls(
-            hours, zone, require_utc(not_before, "not_before"), require_utc(until, "until"), Occupancy(busy)
+            hours,
+            zone,
+            require_utc(not_before, "not_before"),
+            require_utc(until, "until"),
+            Occupancy(busy),
+            buffer,
+            closed,
         )
 
     @property
@@ -194,8 +288,14 @@ class Slots:
     def last_day(self) -> date:
         return local_date(self.until, self.zone)
 
+    def is_open(self, day: date) -> bool:
+        """A working day that is neither a holiday nor blocked whole by an all-day busy event."""
+        return day.weekday() in self.hours.days and day not in self.closed
+
     def spans(self, day: date) -> tuple[Interval, ...]:
-        """The bookable parts of a day's working hours (clipped to the planning window)."""
+        """The bookable parts of an open day's working hours (clipped to the planning window)."""
+        if not self.is_open(day):
+            return ()
         if day not in self._spans:
             clipped = (
                 (max(span.start, self.not_before), min(span.end, self.until))
@@ -204,59 +304,55 @@ class Slots:
             self._spans[day] = tuple(Interval(start, end) for start, end in clipped if start < end)
         return self._spans[day]
 
+    def clear(self, slot: Interval) -> bool:
+        """Whether `slot` and the buffer around it overlap nothing taken."""
+        return self.taken.is_free(Interval(slot.start - self.buffer, slot.end + self.buffer))
+
     def fits(self, slot: Interval) -> bool:
-        """Whether `slot` lies inside one day's bookable hours and overlaps nothing taken."""
+        """Whether `slot` lies inside one open day's bookable hours and keeps its buffer free."""
         return (
             slot.start < slot.end
             and any(
                 span.start <= slot.start and slot.end <= span.end
                 for span in self.spans(local_date(slot.start, self.zone))
             )
-            and self.taken.is_free(slot)
+            and self.clear(slot)
         )
 
-    def first_on(self, day: date, duration: timedelta) -> Interval | None:
+    def on(self, day: date, duration: timedelta) -> list[Interval]:
+        """Every slot of `duration` that fits on `day`, starting on a quarter hour, in order."""
+        out: list[Interval] = []
         for span in self.spans(day):
-            for gap in self.taken.gaps(span):
-                start = align_to_quarter(gap.start, self.zone)
-                if start + duration <= gap.end:
-                    return Interval(start, start + duration)
-        return None
+            for gap in self.taken.gaps(Interval(span.start - self.buffer, span.end + self.buffer)):
+                low = max(gap.start + self.buffer, span.start)
+                high = min(gap.end - self.buffer, span.end)
+                start = align_to_quarter(low, self.zone)
+                while start + duration <= high:
+                    out.append(Interval(start, start + duration))
+                    start = align_to_quarter(start + QUARTER, self.zone)
+        return out
 
-    def _days(self, first: date, last: date) -> Iterator[date]:
+    def open_days(self, first: date, last: date | None = None) -> Iterator[date]:
+        """Open days from `first` to `last` (or the window's end) with working hours left in the planning
+        window (today's count only while some of them are still ahead)."""
         day = max(first, self.first_day)
-        last = min(last, self.last_day)
-        while day <= last:
-            yield day
+        end = self.last_day if last is None else min(last, self.last_day)
+        while day <= end:
+            if self.spans(day):
+                yield day
             day += timedelta(days=1)
 
-    def earliest(self, first: date, duration: timedelta, last: date | None = None) -> Interval | None:
-        """The first free slot on or after local date `first` (and not after `last`)."""
-        for day in self._days(first, self.last_day if last is None else last):
-            slot = self.first_on(day, duration)
-            if slot is not None:
-                return slot
-        return None
-
-    def spread(self, first: date, duration: timedelta, last: date | None = None) -> Interval | None:
-        """Prefer a day with no occurrence yet, up to a week past `first`; double up only if none has room."""
-        limit = self.last_day if last is None else last
-        for day in self._days(first, min(limit, first + timedelta(days=SPREAD_DAYS))):
-            if day not in self.used_days:
-                slot = self.first_on(day, duration)
-                if slot is not None:
-                    return slot
-        return self.earliest(first, duration, limit)
-
-    def stable(self, due: date, duration: timedelta, weekday: int, clock: time) -> Interval | None:
-        """The slot on `weekday` at wall-clock `clock` within the week starting at `due`, if it is free."""
-        day = due + timedelta(days=(weekday - due.weekday()) % 7)
-        start = local_instant(day, floor_to_quarter(clock), self.zone)
-        if local_date(start, self.zone) != day:
-            return None
-        slot = Interval(start, start + duration)
-        return slot if self.fits(slot) else None
+    def inside(self, slot: Interval, windows: Sequence[Window]) -> bool:
+        """Whether `slot` lies wholly inside one of the wall-clock windows, on its own local day."""
+        start, end = slot.start.astimezone(self.zone), slot.end.astimezone(self.zone)
+        if end.date() != start.date() and end.time() != time(0):
+            return False
+        end_minutes = 24 * 60 if end.date() != start.date() else clock_minutes(end.time())
+        return any(
+            clock_minutes(w.start) <= clock_minutes(start.time()) and end_minutes <= clock_minutes(w.end)
+            for w in windows
+        )
 
     def reserve(self, slot: Interval) -> None:
         self.taken.add(slot)
-        self.used_days.add(local_date(slot.start, self.zone))
+        self.per_day[local_date(slot.start, self.zone)] += 1

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from schedules.cadence import Cadence
 from schedules.model import ConnectionKind, Owner, Stage
-from schedules.plan import CONNECTION_KEYS, TOP_KEYS, PlanInvalid, PlanIssue, parse_plan
+from schedules.plan import CONNECTION_KEYS, REQUIRED_TOP_KEYS, TOP_KEYS, PlanInvalid, PlanIssue, parse_plan
 
 FIXTURES = Path(__file__).parent / "fixtures" / "plans"
 BROKEN = FIXTURES / "broken"
@@ -434,7 +434,7 @@ def test_rule_control_character_is_located() -> None:
 @pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n", "---\n...\n"])
 def test_rule_empty_file(text: str) -> None:
     issue = only_issue(text)
-    assert str(issue) == f"plan.yaml:1:1: the plan is empty: it needs {', '.join(TOP_KEYS)}"
+    assert str(issue) == f"plan.yaml:1:1: the plan is empty: it needs {', '.join(REQUIRED_TOP_KEYS)}"
 
 
 @pytest.mark.parametrize(("text", "described"), [("- a\n- b\n", "a list"), ("just words\n", "'just words'")])
@@ -700,3 +700,123 @@ def test_numbers_with_thousands_of_digits_are_issues_not_crashes() -> None:
     assert every.field == "connections[0].every" and "is too long: at most a year" in every.message
     assert duration.field == "connections[1].duration"
     assert duration.message.endswith("is longer than a working day (8h at most)")
+
+
+# --- placement settings (issue 8) -------------------------------------------------------------------
+
+
+def with_placement(section: str, text: str = BASE) -> str:
+    return text + section
+
+
+def test_placement_defaults_without_the_section() -> None:
+    plan = parse_plan(BASE, "plan.yaml")
+    assert [str(w) for w in plan.placement.prefer] == ["10:00-12:00", "14:00-16:30"]
+    assert plan.placement.buffer == timedelta(minutes=15)
+    assert plan.placement.max_per_day == 1
+    # Europe/London is in GB: its bank holidays get nothing unless the plan says otherwise.
+    assert plan.placement.holidays == "GB"
+    assert all(c.prefer is None for c in plan.connections)
+
+
+def test_placement_section_is_read() -> None:
+    text = with_placement(
+        'placement:\n  prefer: ["09:30-11:00", "15:00-17:00"]\n  buffer: 10m\n  max_per_day: 2\n'
+        "  holidays: gb-sct\n"
+    )
+    placement = parse_plan(text, "plan.yaml").placement
+    assert [str(w) for w in placement.prefer] == ["09:30-11:00", "15:00-17:00"]
+    assert placement.buffer == timedelta(minutes=10)
+    assert placement.max_per_day == 2
+    assert placement.holidays == "GB-SCT"
+
+
+@pytest.mark.parametrize(("written", "expected"), [("none", None), ("false", None), ("US-CA", "US-CA")])
+def test_placement_holidays_can_be_turned_off_or_chosen(written: str, expected: str | None) -> None:
+    plan = parse_plan(with_placement(f"placement:\n  holidays: {written}\n"), "plan.yaml")
+    assert plan.placement.holidays == expected
+
+
+def test_placement_buffer_zero_means_none() -> None:
+    plan = parse_plan(with_placement("placement:\n  buffer: 0m\n"), "plan.yaml")
+    assert plan.placement.buffer == timedelta(0)
+
+
+def test_no_default_holidays_for_a_zone_without_a_country() -> None:
+    plan = parse_plan(edit("timezone: Europe/London", "timezone: UTC"), "plan.yaml")
+    assert plan.placement.holidays is None
+
+
+def test_connection_prefer_overrides_the_plan() -> None:
+    text = edit(
+        "    next_action: Send the article\n",
+        '    next_action: Send the article\n    prefer: ["16:00-17:30"]\n',
+    )
+    plan = parse_plan(text, "plan.yaml")
+    assert [str(w) for w in plan.connections[0].prefer or ()] == ["16:00-17:30"]
+    assert plan.connections[1].prefer is None
+
+
+@pytest.mark.parametrize(
+    ("section", "where", "field", "message"),
+    [
+        ('  prefer: ["10:00-12:00", "8:00-10:00"]\n', (7, 27), "placement.prefer[1]",
+         "08:00-10:00 is not inside working hours (09:00-17:30)"),
+        ('  prefer: ["12:00-10:00"]\n', (7, 12), "placement.prefer[0]",
+         "the window must end after it starts (12:00)"),
+        ('  prefer: ["10-12"]\n', (7, 12), "placement.prefer[0]",
+         "expected a window of the day such as \"10:00-12:00\", got '10-12'"),
+        ('  prefer: ["10:00-25:00"]\n', (7, 12), "placement.prefer[0]",
+         "expected a window of the day such as \"10:00-12:00\", got '10:00-25:00'"),
+        ("  prefer: []\n", (7, 11), "placement.prefer",
+         'must list at least one window such as "10:00-12:00" (or leave the key out)'),
+        ("  prefer: 10:00-12:00\n", (7, 11), "placement.prefer",
+         "expected a list such as [\"10:00-12:00\", \"14:00-16:30\"], got '10:00-12:00'"),
+        ("  buffer: 15\n", (7, 11), "placement.buffer",
+         "expected a duration such as '30m', '1h' or '1h30m', got the number 15"),
+        ("  buffer: 3h\n", (7, 11), "placement.buffer",
+         "must be 2h at most: a longer buffer would leave no room in a busy day"),
+        ("  max_per_day: 0\n", (7, 16), "placement.max_per_day",
+         "expected a whole number from 1 to 24, got the number 0"),
+        ("  max_per_day: two\n", (7, 16), "placement.max_per_day",
+         "expected a whole number from 1 to 24, got 'two'"),
+        ("  holidays: XX\n", (7, 13), "placement.holidays",
+         "'XX' is not an ISO 3166 country with known public holidays"),
+        ("  holidays: GB-XYZ\n", (7, 13), "placement.holidays",
+         "'XYZ' is not a subdivision of GB (one of ENG, NIR, SCT, WLS)"),
+        ("  holidays: 44\n", (7, 13), "placement.holidays",
+         "expected a country code such as GB or GB-SCT (or none), got the number 44"),
+        ("  bufer: 10m\n", (7, 3), "placement.bufer", "unknown key 'bufer' (did you mean 'buffer'?)"),
+    ],
+)  # fmt: skip
+def test_placement_errors_name_line_column_and_field(
+    section: str, where: tuple[int, int], field: str, message: str
+) -> None:
+    review = "review: {every: month, duration: 30m, kickoff: true}\n"
+    text = edit(review, review + "placement:\n" + section + "\n")
+    # The section is inserted after the review line: `placement:` is line 6, its key line 7.
+    issue = only_issue(text)
+    assert (issue.line, issue.column, issue.field, issue.message) == (*where, field, message)
+
+
+def test_placement_errors_are_reported_with_the_file_name() -> None:
+    text = edit(
+        "    next_action: Send the article\n",
+        '    next_action: Send the article\n    prefer: ["18:00-19:00"]\n',
+    )
+    with pytest.raises(PlanInvalid) as info:
+        parse_plan(text, "plan.yaml")
+    assert str(info.value) == (
+        "plan.yaml:12:14: connections[0].prefer[0]: 18:00-19:00 is not inside working hours (09:00-17:30)"
+    )
+
+
+def test_starter_template_placement_example_parses_when_uncommented() -> None:
+    text = TEMPLATE.read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    start = lines.index("# placement:\n")
+    for index in range(start, start + 5):
+        lines[index] = lines[index].removeprefix("# ")
+    placement = parse_plan("".join(lines), "plan.yaml").placement
+    assert [str(w) for w in placement.prefer] == ["10:00-12:00", "14:00-16:30"]
+    assert (placement.buffer, placement.max_per_day, placement.holidays) == (timedelta(minutes=15), 1, "GB")

@@ -13,9 +13,9 @@ from builders import connection, london_plan
 from schedules.cadence import parse_cadence
 from schedules.describe import ago, review_description, touchpoint_description, touchpoint_title
 from schedules.events import Interaction, Interval
-from schedules.model import Connection, Plan, Review, WorkingHours
+from schedules.model import Connection, Plan, Review, Window, WorkingHours
 from schedules.occurrence import Occurrence, OccurrenceKind
-from schedules.planner import due_dates, plan_occurrences
+from schedules.planner import due_dates, plan_occurrences, plan_placement
 
 LONDON = ZoneInfo("Europe/London")
 MINDSET = "Relationships are the currency of leadership; I build them before I need them."
@@ -109,24 +109,26 @@ def met(name: str, day: date, hour: int = 10, minute: int = 0) -> Interaction:
 
 
 def test_ada_plan_on_a_monday_morning() -> None:
+    # Issue 8: no longer the first free minute (09:00) but the start of the first preferred window
+    # (10:00 by default); one event a day, so the kickoff, Grace and the group take Monday to Wednesday.
     got = run()
     assert summary(got)[:8] == [
-        ("Mon 2026-11-23 09:00-09:30", "review:kickoff", "Review: relationship plan (kickoff)"),
-        ("Tue 2026-11-24 09:00-09:30", "touchpoint:grace hopper:2026-W48", "Nurture: Grace Hopper"),
+        ("Mon 2026-11-23 10:00-10:30", "review:kickoff", "Review: relationship plan (kickoff)"),
+        ("Tue 2026-11-24 10:00-10:30", "touchpoint:grace hopper:2026-W48", "Nurture: Grace Hopper"),
         (
-            "Wed 2026-11-25 09:00-10:00",
+            "Wed 2026-11-25 10:00-11:00",
             "touchpoint:women in tech london:2026-11",
             "Find: Women in Tech London",
         ),
-        ("Tue 2026-12-08 09:00-09:30", "touchpoint:grace hopper:2026-W50", "Nurture: Grace Hopper"),
-        ("Tue 2026-12-22 09:00-09:30", "touchpoint:grace hopper:2026-W52", "Nurture: Grace Hopper"),
-        ("Wed 2026-12-23 09:00-09:30", "review:2026-12", "Review: relationship plan"),
+        ("Tue 2026-12-08 10:00-10:30", "touchpoint:grace hopper:2026-W50", "Nurture: Grace Hopper"),
+        ("Tue 2026-12-22 10:00-10:30", "touchpoint:grace hopper:2026-W52", "Nurture: Grace Hopper"),
+        ("Wed 2026-12-23 10:00-10:30", "review:2026-12", "Review: relationship plan"),
         (
-            "Thu 2026-12-24 09:00-10:00",
+            "Thu 2026-12-24 10:00-11:00",
             "touchpoint:women in tech london:2026-12",
             "Find: Women in Tech London",
         ),
-        ("Tue 2027-01-05 09:00-09:30", "touchpoint:grace hopper:2027-W01", "Nurture: Grace Hopper"),
+        ("Tue 2027-01-05 10:00-10:30", "touchpoint:grace hopper:2027-W01", "Nurture: Grace Hopper"),
     ]
     assert [o.start for o in got] == sorted(o.start for o in got)
     assert all(o.start >= NOW and o.end <= NOW + QUARTER_YEAR for o in got)
@@ -152,6 +154,8 @@ def test_touchpoint_description_carries_the_context() -> None:
     assert grace.start == at(date(2026, 11, 30), 10)
     assert grace.description.splitlines() == [
         "Next wise action: Send her the compiler article she asked about",
+        # Issue 8: the description says why the touchpoint is there.
+        "Why now: due 2026-11-30, every 2 weeks since you last met on 2026-11-16",
         "Stage: nurture (keep it alive)",
         "Last met: 2026-11-16 (2 weeks ago)",
         "Cadence: every 2 weeks",
@@ -195,13 +199,13 @@ def test_kickoff_goes_to_the_next_working_day_when_the_week_is_full() -> None:
     wednesday = date(2026, 11, 25)
     busy = [Interval(at(wednesday, 0), at(date(2026, 11, 30), 0))]
     got = run(now=at(wednesday, 8), busy=busy)
-    assert local(kickoff(got)) == "Mon 2026-11-30 09:00-09:30"
+    assert local(kickoff(got)) == "Mon 2026-11-30 10:00-10:30"  # the preferred window, not 09:00
 
 
 def test_kickoff_on_friday_late_afternoon_goes_to_monday() -> None:
     friday = date(2026, 11, 27)
     got = run(now=at(friday, 17, 15))
-    assert local(kickoff(got)) == "Mon 2026-11-30 09:00-09:30"
+    assert local(kickoff(got)) == "Mon 2026-11-30 10:00-10:30"  # the preferred window, not 09:00
 
 
 def test_kickoff_at_friday_17_00_still_fits_the_last_half_hour() -> None:
@@ -212,7 +216,7 @@ def test_kickoff_at_friday_17_00_still_fits_the_last_half_hour() -> None:
 
 def test_kickoff_on_a_weekend_goes_to_monday() -> None:
     got = run(now=at(date(2026, 11, 28), 10))
-    assert local(kickoff(got)) == "Mon 2026-11-30 09:00-09:30"
+    assert local(kickoff(got)) == "Mon 2026-11-30 10:00-10:30"  # the preferred window, not 09:00
 
 
 def test_no_kickoff_once_a_review_is_done() -> None:
@@ -235,7 +239,8 @@ def test_quarterly_reviews() -> None:
 def test_an_overdue_review_is_placed_first() -> None:
     got = run(plan_with(GRACE), reviews_done=[at(date(2026, 9, 1), 9)])
     first = got[0]
-    assert (first.key, first.overdue, local(first)) == ("review:2026-10", True, "Mon 2026-11-23 09:00-09:30")
+    # The first preferred slot of the day, not the first free minute (issue 8).
+    assert (first.key, first.overdue, local(first)) == ("review:2026-10", True, "Mon 2026-11-23 10:00-10:30")
     assert first.description.endswith("Overdue since 2026-10-01")
 
 
@@ -249,7 +254,9 @@ def test_overdue_connection_at_the_first_free_slot() -> None:
     assert first.overdue
     assert first.due == date(2026, 10, 15)
     assert first.key == "touchpoint:grace hopper:2026-W42"
-    assert local(first) == "Mon 2026-11-23 10:15-10:45"  # not the Thursday 15:00 rhythm: it is late
+    # Late, so not the Thursday rhythm: the first day. Issue 8: at the time of day of the last meeting
+    # (15:00, inside the afternoon window) rather than the first free minute after the busy morning.
+    assert local(first) == "Mon 2026-11-23 15:00-15:30"
     assert first.title == "Nurture: Grace Hopper"
     assert first.description.splitlines()[-1] == "Overdue since 2026-10-15"
     assert "Last met: 2026-10-01 (7 weeks ago)" in first.description
@@ -372,22 +379,25 @@ def test_stable_slot_waits_for_its_weekday_within_the_due_week() -> None:
     assert local(got[0]) == "Fri 2026-11-27 11:00-11:30"
 
 
-def test_busy_stable_slot_falls_back_to_the_earliest_free_slot() -> None:
+def test_busy_stable_slot_falls_back_to_the_nearest_free_preferred_slot() -> None:
     thursday = date(2026, 11, 26)
     busy = [block(thursday, (14, 0), (15, 0))]
     got = of(
         run(plan_with(GRACE), interactions=[met("Grace Hopper", date(2026, 11, 12), 14)], busy=busy),
         "Grace Hopper",
     )
-    assert local(got[0]) == "Thu 2026-11-26 09:00-09:30"
+    # Was the first free minute (09:00). Issue 8: the same day, in a preferred window, nearest 14:00 and
+    # 15 minutes clear of the meeting: 15:15 (13:15 would be nearer but is outside the windows).
+    assert local(got[0]) == "Thu 2026-11-26 15:15-15:45"
     assert local(got[1]) == "Thu 2026-12-10 14:00-14:30"  # the real meeting still sets the rhythm
 
 
 def test_a_meeting_outside_working_hours_sets_no_rhythm() -> None:
     saturday = date(2026, 11, 14)
     got = of(run(plan_with(GRACE), interactions=[met("Grace Hopper", saturday, 19)]), "Grace Hopper")
-    assert local(got[0]) == "Mon 2026-11-30 09:00-09:30"  # due Saturday 28th: the next working day
-    assert local(got[1]) == "Mon 2026-12-14 09:00-09:30"  # then the chain keeps its own rhythm
+    # Due Saturday 28th: the next working day, at the start of the preferred window (issue 8: not 09:00).
+    assert local(got[0]) == "Mon 2026-11-30 10:00-10:30"
+    assert local(got[1]) == "Mon 2026-12-14 10:00-10:30"  # then the chain keeps its own rhythm
 
 
 def test_without_a_meeting_the_previous_placement_sets_the_rhythm() -> None:
@@ -402,37 +412,62 @@ def test_without_a_meeting_the_previous_placement_sets_the_rhythm() -> None:
         description="",
     )
     got = of(run(plan_with(GRACE), previous={placed.key: placed}), "Grace Hopper")
-    assert local(got[0]) == "Thu 2026-11-26 15:00-15:30"
+    # Due Monday 23rd; Thursday would be three working days late (issue 8 allows two), so the rhythm keeps
+    # only its time of day.
+    assert local(got[0]) == "Mon 2026-11-23 15:00-15:30"
     assert got[0].key == "touchpoint:grace hopper:2026-W48"
+    # A rhythm within two working days of the due date keeps its weekday too.
+    tuesday = dataclasses.replace(
+        placed, start=at(date(2026, 11, 24), 15), end=at(date(2026, 11, 24), 15, 30)
+    )
+    got = of(run(plan_with(GRACE), previous={placed.key: tuesday}), "Grace Hopper")
+    assert local(got[0]) == "Tue 2026-11-24 15:00-15:30"
 
 
 def test_spreading_puts_touchpoints_on_different_days() -> None:
     got = run(plan_with(GRACE, WITL, ALAN))
     firsts = [o for o in got if o.due == MONDAY]
-    assert [local(o) for o in firsts] == [
-        "Mon 2026-11-23 09:00-09:30",
-        "Tue 2026-11-24 09:00-10:00",
-        "Wed 2026-11-25 09:00-09:45",
+    assert [local(o) for o in firsts] == [  # the preferred window, not 09:00 (issue 8)
+        "Mon 2026-11-23 10:00-10:30",
+        "Tue 2026-11-24 10:00-11:00",
+        "Wed 2026-11-25 10:00-10:45",
     ]
     assert [o.connection for o in firsts] == ["Grace Hopper", "Women in Tech London", "Alan Turing"]
 
 
 def test_spreading_doubles_up_when_no_other_day_has_room() -> None:
-    # Only Monday has free time in the next fortnight.
+    # Only Monday has free time in the next fortnight: the other days are booked with meetings. (This was
+    # one fortnight-long busy stretch; issue 8 reads that as time away, which closes the days instead.)
+    busy = [block(MONDAY + timedelta(days=n), (8, 0), (18, 0)) for n in range(1, 15)]
+    got = run(plan_with(GRACE, WITL, ALAN), busy=busy)
+    firsts = [o for o in got if o.due == MONDAY]
+    # Preferred windows first, 15 minutes apart (issue 8): 10:00, 10:45, then the afternoon window.
+    assert [local(o) for o in firsts] == [
+        "Mon 2026-11-23 10:00-10:30",
+        "Mon 2026-11-23 10:45-11:45",
+        "Mon 2026-11-23 14:00-14:45",
+    ]
+
+
+def test_time_away_delays_instead_of_doubling_up() -> None:
+    # Out of office from Tuesday for a fortnight: those are not working days, so the touchpoints that do
+    # not fit on Monday go to the first days back rather than three to one Monday.
     busy = [Interval(at(date(2026, 11, 24), 0), at(date(2026, 12, 8), 0))]
     got = run(plan_with(GRACE, WITL, ALAN), busy=busy)
     firsts = [o for o in got if o.due == MONDAY]
     assert [local(o) for o in firsts] == [
-        "Mon 2026-11-23 09:00-09:30",
-        "Mon 2026-11-23 09:30-10:30",
-        "Mon 2026-11-23 10:30-11:15",
+        "Mon 2026-11-23 10:00-10:30",
+        "Tue 2026-12-08 10:00-11:00",
+        "Wed 2026-12-09 10:00-10:45",
     ]
 
 
 def test_a_day_with_no_free_slot_moves_on() -> None:
     busy = [block(MONDAY, (8, 0), (18, 0)), block(date(2026, 11, 24), (9, 0), (12, 0))]
     got = run(plan_with(GRACE), busy=busy)
-    assert local(got[0]) == "Tue 2026-11-24 12:00-12:30"
+    # Was the first free minute (12:00). Issue 8: the afternoon window, rather than straight after a
+    # three-hour meeting at lunchtime.
+    assert local(got[0]) == "Tue 2026-11-24 14:00-14:30"
 
 
 # --- stability and identity ---------------------------------------------------------------------------
@@ -491,7 +526,7 @@ def test_a_previous_slot_before_a_later_due_date_in_the_same_period_is_not_kept(
     assert (target.key, target.due, local(target)) == (
         "touchpoint:women in tech london:2026-12",
         date(2026, 12, 2),
-        "Wed 2026-12-02 09:00-10:00",
+        "Wed 2026-12-02 10:00-11:00",
     )
     # A meetup on Friday 20 November moves the due date to 20 December: same month, same key, but the
     # old slot would now come before it is due.
@@ -502,7 +537,9 @@ def test_a_previous_slot_before_a_later_due_date_in_the_same_period_is_not_kept(
     )
     moved = of(again, WITL.name)[0]
     assert (moved.key, moved.due) == (target.key, date(2026, 12, 20))
-    assert local(moved) == "Fri 2026-12-25 10:00-11:00"
+    # Was Friday 25th, the meetup's weekday: five days late, on Christmas Day. Issue 8: the weekday may
+    # delay by two working days at most, so the Monday after the Sunday due date, at the meetup's time.
+    assert local(moved) == "Mon 2026-12-21 10:00-11:00"
 
 
 def test_same_input_twice_gives_identical_output() -> None:
@@ -614,3 +651,189 @@ def test_a_never_met_connection_keeps_its_first_due_date_across_days_and_weeks()
     # Without the remembered date it would drift to the new day and a new key: the churn this prevents.
     drifting = run(plan, now=NOW + timedelta(days=7))[0]
     assert drifting.key != first.key
+
+
+# --- placement a busy person would choose (issue 8) ----------------------------------------------------
+
+
+def with_placement(plan: Plan, **changes: object) -> Plan:
+    return dataclasses.replace(plan, placement=dataclasses.replace(plan.placement, **changes))  # type: ignore[arg-type]
+
+
+def windows(*texts: str) -> tuple[Window, ...]:
+    out = []
+    for text in texts:
+        start, end = text.split("-")
+        out.append(Window(time.fromisoformat(start), time.fromisoformat(end)))
+    return tuple(out)
+
+
+def test_no_touchpoint_on_a_public_holiday() -> None:
+    # Met Friday 11 December; due Christmas Day, a Friday. 26th-27th are the weekend, 28th is Boxing Day
+    # observed: the first working day is Tuesday 29th.
+    plan = with_placement(plan_with(GRACE), holidays="GB")
+    got = of(run(plan, interactions=[met("Grace Hopper", date(2026, 12, 11))]), "Grace Hopper")
+    assert (got[0].due, local(got[0])) == (date(2026, 12, 25), "Tue 2026-12-29 10:00-10:30")
+    # Without the holidays setting the old behaviour shows what this prevents.
+    bare = of(run(plan_with(GRACE), interactions=[met("Grace Hopper", date(2026, 12, 11))]), "Grace Hopper")
+    assert local(bare[0]) == "Fri 2026-12-25 10:00-10:30"
+
+
+def test_no_review_on_new_years_day() -> None:
+    plan = with_placement(plan_with(GRACE), holidays="GB")
+    got = of(run(plan, reviews_done=[at(date(2026, 12, 1), 9)]), None)
+    assert (got[0].key, got[0].due, local(got[0])) == (
+        "review:2027-01",
+        date(2027, 1, 1),
+        "Mon 2027-01-04 10:00-10:30",
+    )
+
+
+def test_no_touchpoint_on_an_out_of_office_day() -> None:
+    # An all-day out-of-office on Monday 30 November (midnight to midnight, as the ICS reader gives it).
+    ooo = Interval(at(date(2026, 11, 30), 0), at(date(2026, 12, 1), 0))
+    got = of(
+        run(plan_with(GRACE), interactions=[met("Grace Hopper", date(2026, 11, 16))], busy=[ooo]), GRACE.name
+    )
+    assert (got[0].due, local(got[0])) == (date(2026, 11, 30), "Tue 2026-12-01 10:00-10:30")
+
+
+def test_a_rhythm_delays_by_two_working_days_at_most() -> None:
+    thursday = date(2026, 11, 12)
+    # Met on a Thursday, every 2 weeks, due Thursday: keeps Thursday.
+    got = of(run(plan_with(GRACE), interactions=[met("Grace Hopper", thursday, 15)]), GRACE.name)
+    assert local(got[0]) == "Thu 2026-11-26 15:00-15:30"
+    # A monthly group met on Thursday 12 November is due Saturday 12 December: Monday is the first working
+    # day, and Thursday is three working days after it, so it stays on Monday at the meetup's time.
+    monthly = of(run(plan_with(WITL), interactions=[met(WITL.name, thursday, 15)]), WITL.name)
+    assert local(monthly[0]) == "Mon 2026-12-14 15:00-16:00"
+    # Due on a Tuesday with a Thursday rhythm: two working days later is allowed.
+    tuesday_due = of(
+        run(plan_with(WITL), interactions=[met(WITL.name, date(2026, 11, 10), 15)]),
+        WITL.name,
+    )
+    assert tuesday_due[0].due == date(2026, 12, 10)  # Thursday: the met weekday was Tuesday
+    assert local(tuesday_due[0]) == "Thu 2026-12-10 15:00-16:00"
+
+
+def test_a_connection_prefers_its_own_windows() -> None:
+    late = dataclasses.replace(GRACE, prefer=windows("16:00-17:30"))
+    got = of(run(plan_with(late)), GRACE.name)
+    assert local(got[0]) == "Mon 2026-11-23 16:00-16:30"
+
+
+def test_the_plan_windows_buffer_and_per_day_limit() -> None:
+    plan = with_placement(
+        plan_with(GRACE, WITL, ALAN),
+        prefer=windows("09:30-12:00"),
+        buffer=timedelta(minutes=30),
+        max_per_day=2,
+    )
+    busy = [block(MONDAY, (9, 0), (9, 30))]
+    got = [o for o in run(plan, busy=busy) if o.due == MONDAY]
+    assert [local(o) for o in got] == [
+        "Mon 2026-11-23 10:00-10:30",  # 30 minutes after the 09:30 meeting
+        "Mon 2026-11-23 11:00-12:00",  # two a day are allowed, 30 minutes apart
+        "Tue 2026-11-24 09:30-10:15",  # Monday has its two
+    ]
+
+
+def test_a_review_does_not_follow_a_three_hour_workshop() -> None:
+    due = date(2026, 12, 10)
+    workshop = block(due, (9, 0), (12, 0))
+    got = of(run(plan_with(GRACE), reviews_done=[at(date(2026, 11, 10), 9)], busy=[workshop]), None)
+    assert (got[0].due, local(got[0])) == (due, "Thu 2026-12-10 14:00-14:30")
+
+
+def test_placement_reports_what_found_no_slot() -> None:
+    short = WorkingHours(frozenset(range(5)), time(9), time(9, 30))
+    result = plan_placement(
+        plan_with(GRACE, WITL, hours=short),
+        interactions=(),
+        reviews_done=(),
+        busy=(),
+        now=NOW,
+        horizon=timedelta(weeks=3),
+    )
+    assert {o.connection for o in result.occurrences} == {"Grace Hopper"}
+    assert [(u.key, u.connection, u.due) for u in result.unplaced] == [
+        ("touchpoint:women in tech london:2026-11", "Women in Tech London", MONDAY)
+    ]
+    assert result.unplaced[0].reason == (
+        "no free 60-minute slot with 15 minutes free around other meetings in working hours"
+        " from 2026-11-23 to 2026-12-14"
+    )
+
+
+def test_placement_says_when_every_day_is_away() -> None:
+    away = Interval(at(MONDAY, 0), at(MONDAY + timedelta(days=21), 0))
+    result = plan_placement(
+        plan_with(GRACE),
+        interactions=(),
+        reviews_done=(),
+        busy=[away],
+        now=NOW,
+        horizon=timedelta(weeks=2),
+    )
+    assert result.occurrences == ()
+    away_reason = "no working day from {} to 2026-12-07: holidays, days out of office or days off fill it"
+    assert [(u.key, u.reason) for u in result.unplaced] == [
+        ("touchpoint:grace hopper:2026-W48", away_reason.format("2026-11-23")),
+        ("touchpoint:grace hopper:2026-W50", away_reason.format("2026-12-07")),
+    ]
+
+
+def test_plan_occurrences_is_the_placed_part_of_plan_placement() -> None:
+    busy = [block(MONDAY, (9, 0), (11, 0))]
+    result = plan_placement(ADA, interactions=(), reviews_done=(), busy=busy, now=NOW, horizon=QUARTER_YEAR)
+    assert run(busy=busy) == list(result.occurrences)
+    assert result.unplaced == ()
+
+
+def test_descriptions_do_not_change_from_day_to_day() -> None:
+    # Nothing changes but the clock: every occurrence still ahead keeps its slot and its exact text, so
+    # the feed does not churn (no "today is ..." wording).
+    interactions = [met("Grace Hopper", date(2026, 11, 2))]
+    done = [at(date(2026, 11, 10), 9)]
+    first = run(plan_with(GRACE), interactions=interactions, reviews_done=done)
+    later_now = NOW + timedelta(hours=30)
+    later = run(
+        plan_with(GRACE),
+        interactions=interactions,
+        reviews_done=done,
+        now=later_now,
+        previous={o.key: o for o in first},
+    )
+    ahead = [o for o in first if o.start > later_now]
+    assert [o for o in later if o.key in {a.key for a in ahead}] == ahead
+    assert len(ahead) > 3
+    overdue = next(o for o in first if o.overdue)
+    assert "Why now: overdue since 2026-11-16, every 2 weeks since you last met on 2026-11-02" in (
+        overdue.description
+    )
+
+
+def test_a_first_contact_says_so() -> None:
+    got = of(run(plan_with(WITL)), WITL.name)
+    assert "Why now: due 2026-11-23, the first contact (not met yet)" in got[0].description
+
+
+def test_a_regular_review_says_why_it_is_there() -> None:
+    got = of(run(plan_with(GRACE), reviews_done=[at(date(2026, 11, 10), 9)]), None)
+    assert got[0].description.startswith("Why now: the review every month, due 2026-12-10\n")
+
+
+def test_a_busy_first_week_spreads_over_the_week_and_doubles_up_only_when_every_day_holds_one() -> None:
+    # The kickoff and five first touchpoints are all due on Monday. Issue 8: one a day through Friday
+    # (the daily limit may push a touchpoint a working week on); the sixth doubles up on the first day.
+    katherine = connection("Katherine Johnson")
+    barbara = connection("Barbara Liskov", every="month", duration="1h")
+    got = run(plan_with(GRACE, WITL, ALAN, katherine, barbara, kickoff=True))
+    assert [(local(o), o.key) for o in got[:6]] == [
+        ("Mon 2026-11-23 10:00-10:30", "review:kickoff"),
+        ("Mon 2026-11-23 10:45-11:45", "touchpoint:barbara liskov:2026-11"),
+        ("Tue 2026-11-24 10:00-10:30", "touchpoint:grace hopper:2026-W48"),
+        ("Wed 2026-11-25 10:00-11:00", "touchpoint:women in tech london:2026-11"),
+        ("Thu 2026-11-26 10:00-10:45", "touchpoint:alan turing:2026-W48"),
+        ("Fri 2026-11-27 10:00-10:30", "touchpoint:katherine johnson:2026-W48"),
+    ]
