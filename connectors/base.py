@@ -6,8 +6,10 @@ Retries, conditional requests and rate limits live behind this interface.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
+from types import MappingProxyType
 from typing import Protocol, runtime_checkable
 
 from schedules.events import Interval, Snapshot
@@ -22,6 +24,42 @@ class ConnectorError(Exception):
         self.calendar = calendar
         self.reason = reason
         self.retryable = retryable
+
+
+# A calendar's persisted key-value state (sync tokens, validators, cursors). The store keeps it per owner
+# and calendar and hands it back on the next call; a connector never stores it anywhere else.
+CalendarState = Mapping[str, str]
+EMPTY_STATE: CalendarState = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What ONE writable calendar holds for ONE occurrence (vdirsyncer's status entry)."""
+
+    key: str  # the occurrence key
+    remote_id: str  # the calendar's id for the event: a UID, a Google event id, a CalDAV href
+    etag: str | None = None
+    sequence: int = 0  # the revision SEQUENCE last written
+
+
+EMPTY_PLACEMENTS: Mapping[str, Placement] = MappingProxyType({})
+
+
+class Outcome(StrEnum):
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class EventResult:
+    """What `apply` did for one occurrence. A failure of one event never hides as placed."""
+
+    key: str
+    action: str  # "create" | "update" | "delete" | "keep"
+    outcome: Outcome = Outcome.DONE
+    placement: Placement | None = None  # DONE: where it is now (None after a delete); FAILED: as before
+    reason: str = ""
+    retryable: bool = True
 
 
 @dataclass(frozen=True)

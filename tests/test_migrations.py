@@ -21,6 +21,8 @@ from daemon.store import MIGRATIONS_DIR, Store, StoreError, alembic_config
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES = {"connection", "occurrence", "interaction", "source_state"}
+# 0002 added owners, reviews apart from the log, calendar state and placements.
+TABLES_0002 = TABLES | {"owner", "review", "calendar_state", "placement"}
 
 
 def _tables(store: Store) -> set[str]:
@@ -35,22 +37,27 @@ def _diff(store: Store, target: MetaData) -> list[object]:
 
 def test_one_linear_history_with_a_single_head() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert script.get_heads() == ["0001"]
-    assert [r.revision for r in script.walk_revisions()] == ["0001"]
+    assert script.get_heads() == ["0002"]
+    assert [r.revision for r in script.walk_revisions()] == ["0002", "0001"]
 
 
 def test_upgrade_from_empty_reaches_head(db_url: str) -> None:
     with Store(db_url) as store:
         assert store.at_head()
-        assert store.current_revisions() == {"0001"}
-        assert _tables(store) >= TABLES | {"alembic_version"}
+        assert store.current_revisions() == {"0002"}
+        assert _tables(store) >= TABLES_0002 | {"alembic_version"}
 
 
 def test_reopening_a_migrated_database_keeps_its_data(db_url: str) -> None:
     with Store(db_url) as store:
         store.engine.dispose()
         with store.engine.begin() as conn:
-            conn.execute(text("INSERT INTO source_state (name, failures) VALUES ('work', 2)"))
+            # The personal mode's owner exists from the migration on; rows belong to it.
+            owner = conn.execute(text("SELECT id FROM owner WHERE key = 'default'")).scalar_one()
+            conn.execute(
+                text("INSERT INTO source_state (owner_id, name, failures) VALUES (:o, 'work', 2)"),
+                {"o": owner},
+            )
     with Store(db_url) as again:
         assert again.at_head()
         state = again.source_state("work")
@@ -63,10 +70,10 @@ def test_downgrade_to_base_then_upgrade_again(db_url: str) -> None:
             command.downgrade(alembic_config(conn), "base")
         assert not store.at_head()
         assert store.current_revisions() == frozenset()
-        assert not (_tables(store) & TABLES)
+        assert not (_tables(store) & TABLES_0002)
         store.migrate()
         assert store.at_head()
-        assert _tables(store) >= TABLES
+        assert _tables(store) >= TABLES_0002
 
 
 def test_models_match_the_migrated_schema(db_url: str) -> None:
@@ -92,13 +99,13 @@ def test_autogenerate_against_head_writes_an_empty_revision(sqlite_url: str, tmp
     with Store(sqlite_url) as store, store.engine.begin() as conn:
         config = alembic_config(conn)
         config.set_main_option("script_location", str(copy))
-        script = command.revision(config, message="nothing to do", autogenerate=True, rev_id="0002")
+        script = command.revision(config, message="nothing to do", autogenerate=True, rev_id="0003")
     assert script is not None and not isinstance(script, list)
     source = Path(script.path).read_text()
     compile(source, script.path, "exec")
     body = source.split("def upgrade() -> None:", 1)[1].split("def downgrade", 1)[0]
     assert "op." not in body, body
-    assert "down_revision: str | None = '0001'" in source
+    assert "down_revision: str | None = '0002'" in source
 
 
 def test_a_database_from_a_newer_version_is_refused_clearly(sqlite_url: str) -> None:
@@ -132,6 +139,7 @@ def test_alembic_command_line_uses_the_packaged_ini(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Running upgrade  -> 0001" in result.stderr
+    assert "Running upgrade 0001 -> 0002" in result.stderr
     with Store(url, migrate=False) as store:
         assert store.at_head()
 
