@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from sqlalchemy import Column, Integer, MetaData, inspect, text
 
 from daemon.dbtypes import metadata
 from daemon.store import MIGRATIONS_DIR, Store, StoreError, alembic_config
+from schedules.events import Interaction
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES = {"connection", "occurrence", "interaction", "source_state"}
@@ -157,3 +159,28 @@ def test_migrations_are_declared_as_package_data() -> None:
     for package in ("daemon/migrations", "daemon/migrations/versions"):
         assert (REPO / package / "__init__.py").is_file()
     assert MIGRATIONS_DIR == REPO / "daemon" / "migrations"
+
+
+def test_downgrade_to_0001_puts_reviews_back_into_the_log(db_url: str) -> None:
+    at = datetime(2025, 3, 3, 9, tzinfo=UTC)
+    with Store(db_url, clock=lambda: at) as store:
+        store.add_review(at, "on the train")
+        store.add_interaction(Interaction("Grace Hopper", at, source="manual"))
+        with store.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0001")
+        with store.engine.connect() as conn:
+            rows = conn.execute(text("SELECT connection, note FROM interaction ORDER BY connection")).all()
+        assert [tuple(r) for r in rows] == [("@review", "on the train"), ("Grace Hopper", "")]
+        assert not (_tables(store) & {"owner", "review", "placement", "calendar_state"})
+        store.migrate()
+        assert [r.note for r in store.reviews()] == ["on the train"]
+        assert [i.interaction.connection for i in store.interactions()] == ["Grace Hopper"]
+
+
+def test_downgrade_below_0002_is_refused_while_two_owners_share_the_database(db_url: str) -> None:
+    with Store(db_url) as store, Store(db_url, owner="grace", migrate=False) as grace:
+        grace.add_review(datetime(2025, 3, 3, 9, tzinfo=UTC))
+        with pytest.raises(RuntimeError, match="2 owners"), store.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0001")
+        assert store.at_head()
+        assert len(grace.reviews()) == 1
