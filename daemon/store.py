@@ -684,7 +684,8 @@ class Store:
         ids: list[int] = []
         with self._write() as s:
             oid = self._oid(s)
-            counts = _upsert_revisions(s, oid, revisions, status_for_new, placed_keys, set(changes))
+            counts = _upsert_revisions(s, oid, revisions, status_for_new, placed_keys)
+            # After the upsert's flush, so a status change may target a revision created in this cycle.
             rows = _rows_by_key(s, oid, changes)
             for key, (status, at, event_uid) in changes.items():
                 row = rows.get(key)
@@ -981,11 +982,10 @@ def _upsert_revisions(
     revisions: Sequence[Revision],
     status_for_new: OccurrenceStatus,
     placed: frozenset[str] | None,
-    also: Collection[str],
 ) -> tuple[int, int, int]:
     """Step 1 of `save_cycle`; returns how many were created, updated and unchanged."""
     created = updated = unchanged = 0
-    rows = _rows_by_key(session, owner_id, {r.occurrence.key for r in revisions} | set(also))
+    rows = _rows_by_key(session, owner_id, {r.occurrence.key for r in revisions})
     open_values = {st.value for st in OPEN_STATUSES}
     for revision in revisions:
         key = revision.occurrence.key
