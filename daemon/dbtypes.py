@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
-from sqlalchemy import CheckConstraint, MetaData, Table, Text
+from sqlalchemy import CheckConstraint, MetaData, Table, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import registry
 from sqlalchemy.types import DateTime, TypeDecorator
@@ -23,6 +23,9 @@ from schedules.events import InteractionKind
 from schedules.occurrence import OccurrenceKind, OccurrenceStatus
 
 INTERACTION_SOURCES: Final = ("manual", "calendar", "touchpoint")
+PLACEMENT_PLACED: Final = "placed"
+PLACEMENT_FAILED: Final = "failed"
+PLACEMENT_STATES: Final = (PLACEMENT_PLACED, PLACEMENT_FAILED)
 
 
 class NaiveDatetimeError(ValueError):
@@ -80,20 +83,45 @@ def _one_of(column: str, values: Iterable[str]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
+class OwnerRow(_Base, table=True):
+    """A person whose plan circleback runs. Every other row belongs to exactly one owner."""
+
+    __tablename__ = "owner"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(sa_type=Text, unique=True)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+def _owner_column() -> Any:
+    return Field(foreign_key="owner.id", index=True)
+
+
+def _owner_key() -> Any:
+    return Field(foreign_key="owner.id", primary_key=True)
+
+
 class ConnectionRow(_Base, table=True):
-    """A mirror of the plan's connections, so status and audit queries can join against them."""
+    """A mirror of the plan's connections, so status and audit queries can join against them.
+
+    `conn_id` is the plan's stable id for the connection (today its case-folded name); `name` is the
+    current display name, so a rename keeps the row and its history."""
 
     __tablename__ = "connection"
     __table_args__ = (
+        UniqueConstraint("owner_id", "conn_id", name="uq_connection_owner_conn_id"),
         CheckConstraint(_one_of("kind", ("person", "group")), name="kind"),
         CheckConstraint(_one_of("stage", ("find", "nurture", "elevate")), name="stage"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(sa_type=Text, unique=True)
+    owner_id: int = _owner_column()
+    conn_id: str = Field(sa_type=Text)
+    name: str = Field(sa_type=Text)
     kind: str = Field(sa_type=Text)
     stage: str = Field(sa_type=Text)
     email: str | None = Field(default=None, sa_type=Text)
+    emails: str = Field(default="", sa_type=Text)  # every address, one per line (email first)
     target: bool = False
     every: str = Field(sa_type=Text)
     duration_minutes: int
@@ -104,12 +132,14 @@ class ConnectionRow(_Base, table=True):
 class OccurrenceRow(_Base, table=True):
     __tablename__ = "occurrence"
     __table_args__ = (
+        UniqueConstraint("owner_id", "uid", name="uq_occurrence_owner_uid"),
         CheckConstraint(_one_of("kind", [k.value for k in OccurrenceKind]), name="kind"),
         CheckConstraint(_one_of("status", [s.value for s in OccurrenceStatus]), name="status"),
     )
 
+    owner_id: int = _owner_key()
     key: str = Field(sa_type=Text, primary_key=True)
-    uid: str = Field(sa_type=Text, unique=True)
+    uid: str = Field(sa_type=Text)
     kind: str = Field(sa_type=Text)
     connection: str | None = Field(default=None, sa_type=Text)
     due: date
@@ -129,15 +159,18 @@ class OccurrenceRow(_Base, table=True):
 class InteractionRow(_Base, table=True):
     """One log entry. `dedupe_key` is what makes reconciliation idempotent: the same observed event for the
     same connection always yields the same key, and a UNIQUE constraint on a NOT NULL column behaves the
-    same on every back end (a unique constraint over a NULL-able event_uid would not)."""
+    same on every back end (a unique constraint over a NULL-able event_uid would not). The key is unique
+    per owner: two people may log the very same event."""
 
     __tablename__ = "interaction"
     __table_args__ = (
+        UniqueConstraint("owner_id", "dedupe_key", name="uq_interaction_owner_dedupe_key"),
         CheckConstraint(_one_of("kind", [k.value for k in InteractionKind]), name="kind"),
         CheckConstraint(_one_of("source", INTERACTION_SOURCES), name="source"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = _owner_column()
     connection: str = Field(sa_type=Text, index=True)
     at: datetime = Field(sa_type=UTCDateTime)
     kind: str = Field(sa_type=Text)
@@ -147,7 +180,22 @@ class InteractionRow(_Base, table=True):
     occurrence_key: str | None = Field(default=None, sa_type=Text)
     undone: bool = False
     recorded_at: datetime = Field(sa_type=UTCDateTime)
-    dedupe_key: str = Field(sa_type=Text, unique=True)
+    dedupe_key: str = Field(sa_type=Text)
+
+
+class ReviewRow(_Base, table=True):
+    """A self-review the person did (step 4 of the method), recorded by hand or seen in a calendar."""
+
+    __tablename__ = "review"
+    __table_args__ = (CheckConstraint(_one_of("source", INTERACTION_SOURCES), name="source"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = _owner_column()
+    at: datetime = Field(sa_type=UTCDateTime)
+    note: str = Field(default="", sa_type=Text)
+    source: str = Field(sa_type=Text)
+    recorded_at: datetime = Field(sa_type=UTCDateTime)
+    undone: bool = False
 
 
 class SourceStateRow(_Base, table=True):
@@ -156,6 +204,7 @@ class SourceStateRow(_Base, table=True):
 
     __tablename__ = "source_state"
 
+    owner_id: int = _owner_key()
     name: str = Field(sa_type=Text, primary_key=True)
     etag: str | None = Field(default=None, sa_type=Text)
     last_modified_header: str | None = Field(default=None, sa_type=Text)
@@ -164,6 +213,39 @@ class SourceStateRow(_Base, table=True):
     last_error: str | None = Field(default=None, sa_type=Text)
     failures: int = 0
     next_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class CalendarStateRow(_Base, table=True):
+    """One entry of a calendar's key-value state (sync token, validators, cursors), opaque to the store."""
+
+    __tablename__ = "calendar_state"
+
+    owner_id: int = _owner_key()
+    calendar: str = Field(sa_type=Text, primary_key=True)
+    key: str = Field(sa_type=Text, primary_key=True)
+    value: str = Field(sa_type=Text)
+
+
+class PlacementRow(_Base, table=True):
+    """What one writable calendar holds for one occurrence, and whether the last write there failed.
+
+    No foreign key to `occurrence`: a placement outlives its occurrence until the calendar has deleted the
+    event (a failed delete keeps the row, so the next cycle tries again). A failed create leaves a row
+    without a remote id, only to carry the reason to `status`."""
+
+    __tablename__ = "placement"
+    __table_args__ = (CheckConstraint(_one_of("state", PLACEMENT_STATES), name="state"),)
+
+    owner_id: int = _owner_key()
+    occurrence_key: str = Field(sa_type=Text, primary_key=True)
+    calendar: str = Field(sa_type=Text, primary_key=True)
+    remote_id: str | None = Field(default=None, sa_type=Text)
+    etag: str | None = Field(default=None, sa_type=Text)
+    sequence: int = 0
+    state: str = Field(sa_type=Text)
+    last_error: str | None = Field(default=None, sa_type=Text)
+    retryable: bool = True
+    updated_at: datetime = Field(sa_type=UTCDateTime)
 
 
 def table_of(model: type[SQLModel]) -> Table:

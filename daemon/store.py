@@ -7,8 +7,17 @@ violation) mid-way leaves the previous state intact and the next cycle simply do
 Two back ends are supported: SQLite (the default, a single file holding contact notes, created with mode
 0600) and PostgreSQL (via psycopg 3).
 
-Review log entries: a self-review the person logs by hand is an interaction whose connection is
-`REVIEW_CONNECTION` ("@review"); `reviews_done()` merges those with completed review occurrences.
+Owners: every row belongs to one owner (a person whose plan circleback runs) and every read and write of a
+`Store` is scoped to the owner it was opened for (`DEFAULT_OWNER` in the personal mode). Two owners share
+one database without sharing or overwriting anything: every unique key includes the owner.
+
+Reviews are not connections: a self-review done is a row of its own table (`add_review`, `reviews`);
+`reviews_done()` merges those with completed review occurrences. An interaction logged for the reserved
+name `REVIEW_CONNECTION` ("@review") is recorded as a review, so the interaction log never holds one.
+
+Connector state and placements: each calendar has a key-value state (sync tokens, validators) and, when
+writable, one placement per occurrence it holds (remote id, etag, sequence, last failure); `save_cycle`
+writes them in the same transaction as the cycle's occurrences and log entries.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Final, Self
 
 from alembic import command
@@ -37,11 +46,18 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, col, delete, select
 
+from connectors.base import EventResult, Outcome, Placement
 from daemon.dbtypes import (
     INTERACTION_SOURCES,
+    PLACEMENT_FAILED,
+    PLACEMENT_PLACED,
+    CalendarStateRow,
     ConnectionRow,
     InteractionRow,
     OccurrenceRow,
+    OwnerRow,
+    PlacementRow,
+    ReviewRow,
     SourceStateRow,
     table_of,
 )
@@ -50,6 +66,10 @@ from schedules.model import REVIEW_LOG_NAME, Plan
 from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus, Revision
 
 REVIEW_CONNECTION: Final = REVIEW_LOG_NAME
+DEFAULT_OWNER: Final = "default"
+EMPTY_MAPPING: Final[Mapping[str, Any]] = MappingProxyType({})
+# Owner ids are positive; a read for an owner that has no row yet matches nothing with this one.
+_NO_OWNER: Final = -1
 OPEN_STATUSES: Final = (OccurrenceStatus.PLANNED, OccurrenceStatus.PLACED)
 MIGRATIONS_DIR: Final = Path(__file__).resolve().with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
@@ -83,6 +103,15 @@ class UnknownOccurrence(KeyError):
 
     def __str__(self) -> str:
         return f"no stored occurrence with key {self.key!r}"
+
+
+class ReviewNotFound(KeyError):
+    def __init__(self, review_id: int) -> None:
+        super().__init__(review_id)
+        self.review_id = review_id
+
+    def __str__(self) -> str:
+        return f"no review with id {self.review_id}"
 
 
 class HistoryConflict(ValueError):
@@ -129,6 +158,38 @@ class StoredConnection:
     duration_minutes: int
     next_action: str
     updated_at: datetime
+    conn_id: str = ""
+    emails: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class KnownConnection:
+    """What the store remembers of a connection, so a rename (same email, new name) keeps its id."""
+
+    conn_id: str
+    name: str
+    emails: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoredReview:
+    id: int
+    at: datetime
+    note: str
+    source: str
+    recorded_at: datetime
+    undone: bool = False
+
+
+@dataclass(frozen=True)
+class PlacementFailure:
+    """The last write of one occurrence to one calendar failed; `status` shows why."""
+
+    key: str
+    reason: str
+    retryable: bool
+    at: datetime
+    remote_id: str | None = None  # what the calendar still holds, if anything
 
 
 @dataclass(frozen=True)
@@ -170,6 +231,10 @@ class CycleWrite:
     interactions_added: int = 0
     interactions_duplicate: int = 0
     interaction_ids: tuple[int, ...] = ()
+    reviews_added: int = 0
+    placements_written: int = 0
+    placements_deleted: int = 0
+    placements_failed: int = 0
 
 
 StatusChange = tuple[OccurrenceStatus, datetime | None, str | None]
@@ -307,8 +372,19 @@ def _now() -> datetime:
 class Store:
     """circleback's database. Opening it migrates the schema to the newest revision."""
 
-    def __init__(self, url: str, *, clock: Callable[[], datetime] = _now, migrate: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        owner: str = DEFAULT_OWNER,
+        clock: Callable[[], datetime] = _now,
+        migrate: bool = True,
+    ) -> None:
+        if not isinstance(owner, str) or not owner.strip() or owner != owner.strip():
+            raise ValueError(f"an owner key must be a non-empty string without surrounding spaces: {owner!r}")
         self.url = normalise_url(url)
+        self._owner = owner
+        self._owner_id: int | None = None
         self._clock = clock
         self._engine = create_engine(self.url)
         self._write_engine = self._engine.execution_options(circleback_write=True)
@@ -327,6 +403,15 @@ class Store:
     @property
     def backend(self) -> str:
         return self.url.get_backend_name()
+
+    @property
+    def owner_key(self) -> str:
+        return self._owner
+
+    def owners(self) -> list[str]:
+        """Every owner's key in this database (not scoped: this is the one cross-owner query)."""
+        with self._read() as s:
+            return list(s.exec(select(OwnerRow.key).order_by(col(OwnerRow.key))).all())
 
     def __repr__(self) -> str:
         return f"Store({_describe(self.url)!r})"
@@ -396,6 +481,7 @@ class Store:
     def _write(self) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back if anything in it raises."""
         try:
+            self._ensure_owner()
             with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
                 if self.backend == "postgresql":
                     # One writer at a time, as SQLite's BEGIN IMMEDIATE gives: every write reads what it
@@ -408,67 +494,76 @@ class Store:
                 f"database write failed, nothing was changed ({_describe(self.url)}): {_reason(exc)}"
             ) from exc
 
+    def _oid(self, session: Session) -> int:
+        """This store's owner id for a read; an owner without a row yet owns nothing (and gets no row)."""
+        if self._owner_id is None:
+            found = session.exec(select(OwnerRow.id).where(col(OwnerRow.key) == self._owner)).first()
+            if found is None:
+                return _NO_OWNER
+            self._owner_id = found
+        return self._owner_id
+
+    def _ensure_owner(self) -> int:
+        """This store's owner id, creating the owner on first use. Its own committed transaction, so a write
+        that fails later cannot roll the owner back under a cached id; a concurrent first use of the same
+        owner by another process is harmless (the key is unique and the insert skips a conflict)."""
+        if self._owner_id is not None:
+            return self._owner_id
+        with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
+            statement = (
+                _insert_for(session)(table_of(OwnerRow))
+                .values(key=self._owner, created_at=require_utc(self._clock(), "clock()"))
+                .on_conflict_do_nothing(index_elements=["key"])
+            )
+            session.execute(statement)
+            found = session.exec(select(OwnerRow.id).where(col(OwnerRow.key) == self._owner)).one()
+        assert found is not None
+        self._owner_id = found
+        return found
+
     # -- the interaction log -------------------------------------------------------------------------------
 
     def interactions(self, include_undone: bool = False) -> list[StoredInteraction]:
-        """The log, oldest first. Undone entries are left out unless asked for."""
-        query = select(InteractionRow)
-        if not include_undone:
-            query = query.where(col(InteractionRow.undone).is_(False))
-        query = query.order_by(col(InteractionRow.at), col(InteractionRow.id))
+        """The log, oldest first (reviews are not in it). Undone entries are left out unless asked for."""
         with self._read() as s:
+            query = select(InteractionRow).where(col(InteractionRow.owner_id) == self._oid(s))
+            if not include_undone:
+                query = query.where(col(InteractionRow.undone).is_(False))
+            query = query.order_by(col(InteractionRow.at), col(InteractionRow.id))
             return [_stored_interaction(row) for row in s.exec(query)]
 
     def interaction(self, interaction_id: int) -> StoredInteraction:
         with self._read() as s:
-            row = s.get(InteractionRow, interaction_id)
-            if row is None:
-                raise InteractionNotFound(interaction_id)
-            return _stored_interaction(row)
+            return _stored_interaction(self._interaction_row(s, interaction_id))
+
+    def _interaction_row(self, session: Session, interaction_id: int) -> InteractionRow:
+        row = session.get(InteractionRow, interaction_id)
+        if row is None or row.owner_id != self._oid(session):
+            raise InteractionNotFound(interaction_id)
+        return row
 
     def add_interaction(self, interaction: Interaction, *, occurrence_key: str | None = None) -> int | None:
-        """Log one interaction; returns its id, or None when the same entry was already logged."""
+        """Log one interaction; returns its id, or None when the same entry was already logged.
+
+        An entry for `REVIEW_CONNECTION` is a review done: it goes to the reviews (the id is a review's)."""
+        if _is_review(interaction):
+            return self.add_review(interaction.at, interaction.note, source=interaction.source)
         values = self._interaction_values(interaction, occurrence_key)
         with self._write() as s:
-            return _insert_interaction(s, values)
+            return _insert_interaction(s, {**values, "owner_id": self._oid(s)})
 
     def undo_interaction(self, interaction_id: int) -> StoredInteraction:
         """Mark an entry undone. The row stays, so reconciling the same event later does not re-add it."""
         with self._write() as s:
-            row = s.get(InteractionRow, interaction_id)
-            if row is None:
-                raise InteractionNotFound(interaction_id)
+            row = self._interaction_row(s, interaction_id)
             if not row.undone:
                 row.undone = True
                 s.add(row)
                 s.flush()
             return _stored_interaction(row)
 
-    def reviews_done(self) -> list[datetime]:
-        """When self-reviews happened: completed review occurrences and review entries logged by hand
-        (interactions with connection `REVIEW_CONNECTION`), oldest first."""
-        with self._read() as s:
-            completed = s.exec(
-                select(OccurrenceRow).where(
-                    col(OccurrenceRow.kind) == OccurrenceKind.REVIEW.value,
-                    col(OccurrenceRow.status) == OccurrenceStatus.COMPLETED.value,
-                )
-            ).all()
-            logged = s.exec(
-                select(InteractionRow.at).where(
-                    col(InteractionRow.connection) == REVIEW_CONNECTION,
-                    col(InteractionRow.undone).is_(False),
-                )
-            ).all()
-            times = {row.completed_at or row.start for row in completed} | set(logged)
-        return sorted(times)
-
     def _interaction_values(self, interaction: Interaction, occurrence_key: str | None) -> dict[str, Any]:
-        if interaction.source not in INTERACTION_SOURCES:
-            raise ValueError(
-                f"interaction source must be one of {', '.join(INTERACTION_SOURCES)}, "
-                f"got {interaction.source!r}"
-            )
+        _check_source(interaction.source)
         kind = InteractionKind(interaction.kind)
         return {
             "connection": interaction.connection,
@@ -483,6 +578,65 @@ class Store:
             "dedupe_key": dedupe_key(interaction, occurrence_key),
         }
 
+    # -- reviews done ---------------------------------------------------------------------------------------
+
+    def add_review(self, at: datetime, note: str = "", source: str = "manual") -> int:
+        """Record a self-review done at `at`; returns its id."""
+        row = self._review_row(at, note, source)
+        with self._write() as s:
+            row.owner_id = self._oid(s)
+            s.add(row)
+            s.flush()
+            assert row.id is not None
+            return row.id
+
+    def _review_row(self, at: datetime, note: str, source: str) -> ReviewRow:
+        _check_source(source)
+        return ReviewRow(
+            owner_id=_NO_OWNER,
+            at=require_utc(at, "review time"),
+            note=note,
+            source=source,
+            recorded_at=require_utc(self._clock(), "clock()"),
+        )
+
+    def reviews(self, include_undone: bool = False) -> list[StoredReview]:
+        """Reviews recorded, oldest first (completed review blocks are occurrences, not in this list)."""
+        with self._read() as s:
+            query = select(ReviewRow).where(col(ReviewRow.owner_id) == self._oid(s))
+            if not include_undone:
+                query = query.where(col(ReviewRow.undone).is_(False))
+            query = query.order_by(col(ReviewRow.at), col(ReviewRow.id))
+            return [_stored_review(row) for row in s.exec(query)]
+
+    def undo_review(self, review_id: int) -> StoredReview:
+        with self._write() as s:
+            row = s.get(ReviewRow, review_id)
+            if row is None or row.owner_id != self._oid(s):
+                raise ReviewNotFound(review_id)
+            if not row.undone:
+                row.undone = True
+                s.add(row)
+                s.flush()
+            return _stored_review(row)
+
+    def reviews_done(self) -> list[datetime]:
+        """When self-reviews happened: completed review occurrences and reviews recorded, oldest first."""
+        with self._read() as s:
+            oid = self._oid(s)
+            completed = s.exec(
+                select(OccurrenceRow).where(
+                    col(OccurrenceRow.owner_id) == oid,
+                    col(OccurrenceRow.kind) == OccurrenceKind.REVIEW.value,
+                    col(OccurrenceRow.status) == OccurrenceStatus.COMPLETED.value,
+                )
+            ).all()
+            recorded = s.exec(
+                select(ReviewRow.at).where(col(ReviewRow.owner_id) == oid, col(ReviewRow.undone).is_(False))
+            ).all()
+            times = {row.completed_at or row.start for row in completed} | set(recorded)
+        return sorted(times)
+
     # -- occurrences -----------------------------------------------------------------------------------------
 
     def revisions(self, statuses: Collection[OccurrenceStatus] = OPEN_STATUSES) -> dict[str, Revision]:
@@ -490,11 +644,12 @@ class Store:
 
     def occurrences(self, statuses: Collection[OccurrenceStatus] | None = None) -> list[StoredOccurrence]:
         """Stored occurrences (all, or those with the given statuses), by start time."""
-        query = select(OccurrenceRow)
-        if statuses is not None:
-            query = query.where(col(OccurrenceRow.status).in_([OccurrenceStatus(s).value for s in statuses]))
-        query = query.order_by(col(OccurrenceRow.start), col(OccurrenceRow.key))
         with self._read() as s:
+            query = select(OccurrenceRow).where(col(OccurrenceRow.owner_id) == self._oid(s))
+            if statuses is not None:
+                wanted = [OccurrenceStatus(st).value for st in statuses]
+                query = query.where(col(OccurrenceRow.status).in_(wanted))
+            query = query.order_by(col(OccurrenceRow.start), col(OccurrenceRow.key))
             return [_stored_occurrence(row) for row in s.exec(query)]
 
     def save_cycle(
@@ -505,14 +660,22 @@ class Store:
         statuses: Mapping[str, StatusChange],
         interactions: Sequence[tuple[Interaction, str | None]],
         status_for_new: OccurrenceStatus = OccurrenceStatus.PLACED,
+        calendar_states: Mapping[str, Mapping[str, str]] = EMPTY_MAPPING,
+        event_results: Mapping[str, Sequence[EventResult]] = EMPTY_MAPPING,
+        placed: Collection[str] | None = None,
     ) -> CycleWrite:
         """Persist one cycle's outcome in ONE transaction, in this order:
 
-        1. upsert `revisions`: new ones get `status_for_new`; an open one whose content changed while it
-           could not be written anywhere (`status_for_new` is planned) goes back to planned;
+        1. upsert `revisions`. With `placed` given, a revision whose key is in it (every writable calendar
+           holds it) becomes placed and any other new or changed one planned (retried next cycle). Without
+           it, new ones get `status_for_new`, and an open one whose content changed while it could not be
+           written anywhere (`status_for_new` is planned) goes back to planned;
         2. apply `statuses` (status, when, observed event UID) to stored occurrences;
         3. delete the `removed` keys that are still planned or placed (history stays);
-        4. log `interactions` (with their occurrence key), skipping entries already logged.
+        4. log `interactions` (with their occurrence key), skipping entries already logged; an entry for
+           `REVIEW_CONNECTION` is recorded as a review;
+        5. replace each calendar's state with `calendar_states[calendar]`, and record each calendar's
+           `event_results` in its placements.
 
         Raises HistoryConflict if a revision targets a completed/missed/skipped occurrence, and
         UnknownOccurrence for a status change of a key that is not stored; nothing is written then.
@@ -521,38 +684,15 @@ class Store:
         if status_for_new not in OPEN_STATUSES:
             raise ValueError(f"status_for_new must be planned or placed, got {status_for_new}")
         changes = {key: _check_change(key, change) for key, change in statuses.items()}
-        entries = [self._interaction_values(i, key) for i, key in interactions]
-        created = updated = unchanged = 0
+        entries = [self._interaction_values(i, key) for i, key in interactions if not _is_review(i)]
+        reviews = [self._review_row(i.at, i.note, i.source) for i, _ in interactions if _is_review(i)]
+        placed_keys = None if placed is None else frozenset(placed)
         ids: list[int] = []
         with self._write() as s:
-            wanted = {r.occurrence.key for r in revisions} | set(changes)
-            rows = _rows_by_key(s, wanted)
-            for revision in revisions:
-                key = revision.occurrence.key
-                row = rows.get(key)
-                if row is None:
-                    rows[key] = row = OccurrenceRow(
-                        key=key, status=status_for_new.value, **_content(revision)
-                    )
-                    s.add(row)
-                    created += 1
-                    continue
-                if row.status not in {st.value for st in OPEN_STATUSES}:
-                    raise HistoryConflict(
-                        f"occurrence {key!r} is already {row.status}; a new revision needs a new key"
-                    )
-                content = _content(revision)
-                changed = any(getattr(row, name) != value for name, value in content.items())
-                if changed:
-                    for name, value in content.items():
-                        setattr(row, name, value)
-                    updated += 1
-                else:
-                    unchanged += 1
-                if status_for_new is OccurrenceStatus.PLACED or changed:
-                    row.status = status_for_new.value
-                s.add(row)
-            s.flush()
+            oid = self._oid(s)
+            counts = _upsert_revisions(s, oid, revisions, status_for_new, placed_keys)
+            # After the upsert's flush, so a status change may target a revision created in this cycle.
+            rows = _rows_by_key(s, oid, changes)
             for key, (status, at, event_uid) in changes.items():
                 row = rows.get(key)
                 if row is None:
@@ -560,19 +700,22 @@ class Store:
                 row.status, row.completed_at, row.event_uid = status.value, at, event_uid
                 s.add(row)
             s.flush()
-            removed_count = 0
-            for chunk in _chunks(sorted(set(removed))):
-                result = s.exec(
-                    delete(OccurrenceRow)
-                    .where(col(OccurrenceRow.key).in_(chunk))
-                    .where(col(OccurrenceRow.status).in_([st.value for st in OPEN_STATUSES]))
-                    .execution_options(synchronize_session=False)
-                )
-                removed_count += result.rowcount
+            removed_count = _delete_open(s, oid, removed)
             for values in entries:
-                new_id = _insert_interaction(s, values)
+                new_id = _insert_interaction(s, {**values, "owner_id": oid})
                 if new_id is not None:
                     ids.append(new_id)
+            for review in reviews:
+                review.owner_id = oid
+                s.add(review)
+            for calendar, state in calendar_states.items():
+                _replace_calendar_state(s, oid, calendar, state)
+            stamp = require_utc(self._clock(), "clock()")
+            placement_counts = [0, 0, 0]
+            for calendar, results in event_results.items():
+                for result in results:
+                    placement_counts[_record_result(s, oid, calendar, result, stamp)] += 1
+        created, updated, unchanged = counts
         return CycleWrite(
             created=created,
             updated=updated,
@@ -582,6 +725,10 @@ class Store:
             interactions_added=len(ids),
             interactions_duplicate=len(entries) - len(ids),
             interaction_ids=tuple(ids),
+            reviews_added=len(reviews),
+            placements_written=placement_counts[_WRITTEN],
+            placements_deleted=placement_counts[_DELETED],
+            placements_failed=placement_counts[_FAILED],
         )
 
     def prune(self, *, before: datetime) -> int:
@@ -592,60 +739,124 @@ class Store:
         with self._write() as s:
             result = s.exec(
                 delete(OccurrenceRow)
+                .where(col(OccurrenceRow.owner_id) == self._oid(s))
                 .where(col(OccurrenceRow.status).in_(history))
                 .where(col(OccurrenceRow.end) < cutoff)
                 .execution_options(synchronize_session=False)
             )
             return int(result.rowcount)
 
+    # -- calendars' state and placements -------------------------------------------------------------------
+
+    def calendar_state(self, calendar: str) -> dict[str, str]:
+        """The state `calendar`'s connector left behind last time (empty if none)."""
+        with self._read() as s:
+            rows = s.exec(
+                select(CalendarStateRow).where(
+                    col(CalendarStateRow.owner_id) == self._oid(s), col(CalendarStateRow.calendar) == calendar
+                )
+            )
+            return {row.key: row.value for row in rows}
+
+    def placements(self, calendar: str) -> dict[str, Placement]:
+        """What the store believes `calendar` holds, by occurrence key (a failed create holds nothing)."""
+        with self._read() as s:
+            rows = s.exec(
+                select(PlacementRow).where(
+                    col(PlacementRow.owner_id) == self._oid(s),
+                    col(PlacementRow.calendar) == calendar,
+                    col(PlacementRow.remote_id).is_not(None),
+                )
+            )
+            return {
+                row.occurrence_key: Placement(row.occurrence_key, row.remote_id, row.etag, row.sequence)
+                for row in rows
+                if row.remote_id is not None
+            }
+
+    def calendar_failures(self) -> dict[str, list[PlacementFailure]]:
+        """Per calendar, the occurrences whose last write there failed, with the reason (for `status`)."""
+        failures: dict[str, list[PlacementFailure]] = {}
+        with self._read() as s:
+            rows = s.exec(
+                select(PlacementRow)
+                .where(
+                    col(PlacementRow.owner_id) == self._oid(s),
+                    col(PlacementRow.state) == PLACEMENT_FAILED,
+                )
+                .order_by(col(PlacementRow.calendar), col(PlacementRow.occurrence_key))
+            )
+            for row in rows:
+                failures.setdefault(row.calendar, []).append(
+                    PlacementFailure(
+                        key=row.occurrence_key,
+                        reason=row.last_error or "",
+                        retryable=row.retryable,
+                        at=row.updated_at,
+                        remote_id=row.remote_id,
+                    )
+                )
+        return failures
+
     # -- connections ---------------------------------------------------------------------------------------
 
     def sync_connections(self, plan: Plan, *, now: datetime | None = None) -> ConnectionSync:
-        """Make the connection table mirror the plan. Log entries of dropped connections are kept."""
+        """Make the connection table mirror the plan, matching rows by the connections' stable ids (so a
+        renamed connection keeps its row). Log entries of dropped connections are kept."""
         stamp = require_utc(now if now is not None else self._clock(), "now")
-        desired: dict[str, dict[str, Any]] = {
-            c.name: {
+        desired: dict[str, dict[str, Any]] = {}
+        for c in plan.connections:
+            desired[connection_id(c)] = {
+                "name": c.name,
                 "kind": c.kind.value,
                 "stage": c.stage.value,
                 "email": c.email,
+                "emails": "\n".join(c.all_emails),
                 "target": c.target,
                 "every": str(c.every),
                 "duration_minutes": int(c.duration.total_seconds() // 60),
                 "next_action": c.next_action,
             }
-            for c in plan.connections
-        }
         added: list[str] = []
         updated: list[str] = []
         with self._write() as s:
             # Statements that tolerate a concurrent writer (two services on one PostgreSQL run their first
             # cycles together): a row the other one inserted first is updated, not inserted twice, and a
             # row it already deleted is simply gone (the ORM would insist on deleting exactly one row).
+            oid = self._oid(s)
             table = table_of(ConnectionRow)
             removed = sorted(
                 s.execute(
-                    delete(table).where(table.c.name.not_in(list(desired))).returning(table.c.name)
+                    delete(table)
+                    .where(table.c.owner_id == oid, table.c.conn_id.not_in(list(desired)))
+                    .returning(table.c.name)
                 ).scalars()
             )
-            existing = {row.name: row for row in s.exec(select(ConnectionRow))}
-            for name, values in desired.items():
-                row = existing.get(name)
+            mine = select(ConnectionRow).where(col(ConnectionRow.owner_id) == oid)
+            existing = {row.conn_id: row for row in s.exec(mine)}
+            for conn_id, values in desired.items():
+                row = existing.get(conn_id)
                 if row is None:
-                    if _insert_connection(s, {"name": name, "updated_at": stamp, **values}):
-                        added.append(name)
+                    fresh = {"owner_id": oid, "conn_id": conn_id, "updated_at": stamp, **values}
+                    if _insert_connection(s, fresh):
+                        added.append(values["name"])
                         continue
-                    row = s.exec(select(ConnectionRow).where(ConnectionRow.name == name)).one()
+                    row = s.exec(mine.where(col(ConnectionRow.conn_id) == conn_id)).one()
                 if any(getattr(row, k) != v for k, v in values.items()):
                     for k, v in values.items():
                         setattr(row, k, v)
                     row.updated_at = stamp
                     s.add(row)
-                    updated.append(name)
+                    updated.append(values["name"])
         return ConnectionSync(tuple(added), tuple(updated), tuple(removed))
 
     def connections(self) -> list[StoredConnection]:
         with self._read() as s:
-            rows = s.exec(select(ConnectionRow).order_by(col(ConnectionRow.name))).all()
+            query = (
+                select(ConnectionRow)
+                .where(col(ConnectionRow.owner_id) == self._oid(s))
+                .order_by(col(ConnectionRow.name))
+            )
             return [
                 StoredConnection(
                     name=r.name,
@@ -657,26 +868,42 @@ class Store:
                     duration_minutes=r.duration_minutes,
                     next_action=r.next_action,
                     updated_at=r.updated_at,
+                    conn_id=r.conn_id,
+                    emails=_emails(r.emails),
                 )
-                for r in rows
+                for r in s.exec(query)
             ]
+
+    def known_connections(self) -> list[KnownConnection]:
+        """Every connection's stable id, current name and addresses, by id (for rename detection)."""
+        with self._read() as s:
+            query = (
+                select(ConnectionRow)
+                .where(col(ConnectionRow.owner_id) == self._oid(s))
+                .order_by(col(ConnectionRow.conn_id))
+            )
+            return [KnownConnection(r.conn_id, r.name, _emails(r.emails)) for r in s.exec(query)]
 
     # -- source calendars' fetch state -----------------------------------------------------------------------
 
     def source_state(self, name: str) -> SourceState | None:
         with self._read() as s:
-            row = s.get(SourceStateRow, name)
+            row = s.get(SourceStateRow, (self._oid(s), name))
             return None if row is None else _source_state(row)
 
     def source_states(self) -> list[SourceState]:
         with self._read() as s:
-            return [
-                _source_state(r) for r in s.exec(select(SourceStateRow).order_by(col(SourceStateRow.name)))
-            ]
+            query = (
+                select(SourceStateRow)
+                .where(col(SourceStateRow.owner_id) == self._oid(s))
+                .order_by(col(SourceStateRow.name))
+            )
+            return [_source_state(r) for r in s.exec(query)]
 
     def save_source_state(self, state: SourceState) -> None:
         with self._write() as s:
-            row = s.get(SourceStateRow, state.name) or SourceStateRow(name=state.name)
+            oid = self._oid(s)
+            row = s.get(SourceStateRow, (oid, state.name)) or SourceStateRow(owner_id=oid, name=state.name)
             row.etag = state.etag
             row.last_modified_header = state.last_modified_header
             row.fetched_at = state.fetched_at
@@ -689,6 +916,32 @@ class Store:
 
 # ---------------------------------------------------------------------------------------------------------
 # Helpers.
+
+
+def connection_id(connection: Any) -> str:
+    """A plan connection's stable id: its explicit `id` once the plan carries one, else its folded name."""
+    explicit = getattr(connection, "id", None)
+    return str(explicit) if explicit else str(connection.name).casefold()
+
+
+def _emails(stored: str) -> tuple[str, ...]:
+    return tuple(line for line in stored.split("\n") if line)
+
+
+def _is_review(interaction: Interaction) -> bool:
+    return interaction.connection.casefold() == REVIEW_CONNECTION
+
+
+def _check_source(source: str) -> None:
+    if source not in INTERACTION_SOURCES:
+        raise ValueError(
+            f"interaction source must be one of {', '.join(INTERACTION_SOURCES)}, got {source!r}"
+        )
+
+
+def _insert_for(session: Session) -> Any:
+    dialect = session.get_bind().dialect.name
+    return pg_dialect.insert if dialect == "postgresql" else sqlite_dialect.insert
 
 
 def dedupe_key(interaction: Interaction, occurrence_key: str | None = None) -> str:
@@ -708,12 +961,10 @@ def _insert_interaction(session: Session, values: Mapping[str, Any]) -> int | No
     # ON CONFLICT DO NOTHING rather than catching IntegrityError: on PostgreSQL a failed INSERT aborts the
     # whole transaction, and a duplicate must not cost the rest of the cycle.
     table = table_of(InteractionRow)
-    dialect = session.get_bind().dialect.name
-    insert = pg_dialect.insert if dialect == "postgresql" else sqlite_dialect.insert
     statement = (
-        insert(table)
+        _insert_for(session)(table)
         .values(**values)
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
+        .on_conflict_do_nothing(index_elements=["owner_id", "dedupe_key"])
         .returning(table.c.id)
     )
     new_id = session.execute(statement).scalar_one_or_none()
@@ -726,7 +977,10 @@ def _insert_connection(session: Session, values: Mapping[str, Any]) -> bool:
     dialect = session.get_bind().dialect.name
     insert = pg_dialect.insert if dialect == "postgresql" else sqlite_dialect.insert
     statement = (
-        insert(table).values(**values).on_conflict_do_nothing(index_elements=["name"]).returning(table.c.id)
+        insert(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["owner_id", "conn_id"])
+        .returning(table.c.id)
     )
     return session.execute(statement).scalar_one_or_none() is not None
 
@@ -737,12 +991,134 @@ def _chunks(keys: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
         yield keys[i : i + size]
 
 
-def _rows_by_key(session: Session, keys: Collection[str]) -> dict[str, OccurrenceRow]:
+def _rows_by_key(session: Session, owner_id: int, keys: Collection[str]) -> dict[str, OccurrenceRow]:
     rows: dict[str, OccurrenceRow] = {}
     for chunk in _chunks(sorted(keys)):
-        for row in session.exec(select(OccurrenceRow).where(col(OccurrenceRow.key).in_(chunk))):
+        query = select(OccurrenceRow).where(
+            col(OccurrenceRow.owner_id) == owner_id, col(OccurrenceRow.key).in_(chunk)
+        )
+        for row in session.exec(query):
             rows[row.key] = row
     return rows
+
+
+def _upsert_revisions(
+    session: Session,
+    owner_id: int,
+    revisions: Sequence[Revision],
+    status_for_new: OccurrenceStatus,
+    placed: frozenset[str] | None,
+) -> tuple[int, int, int]:
+    """Step 1 of `save_cycle`; returns how many were created, updated and unchanged."""
+    created = updated = unchanged = 0
+    rows = _rows_by_key(session, owner_id, {r.occurrence.key for r in revisions})
+    open_values = {st.value for st in OPEN_STATUSES}
+    for revision in revisions:
+        key = revision.occurrence.key
+        row = rows.get(key)
+        content = _content(revision)
+        if row is None:
+            status = status_for_new if placed is None else _placed_or_planned(key, placed)
+            rows[key] = row = OccurrenceRow(owner_id=owner_id, key=key, status=status.value, **content)
+            session.add(row)
+            created += 1
+            continue
+        if row.status not in open_values:
+            raise HistoryConflict(
+                f"occurrence {key!r} is already {row.status}; a new revision needs a new key"
+            )
+        changed = any(getattr(row, name) != value for name, value in content.items())
+        if changed:
+            for name, value in content.items():
+                setattr(row, name, value)
+            updated += 1
+        else:
+            unchanged += 1
+        if placed is not None:
+            if key in placed or changed:
+                row.status = _placed_or_planned(key, placed).value
+        elif status_for_new is OccurrenceStatus.PLACED or changed:
+            row.status = status_for_new.value
+        session.add(row)
+    session.flush()
+    return created, updated, unchanged
+
+
+def _placed_or_planned(key: str, placed: frozenset[str]) -> OccurrenceStatus:
+    return OccurrenceStatus.PLACED if key in placed else OccurrenceStatus.PLANNED
+
+
+def _delete_open(session: Session, owner_id: int, keys: Collection[str]) -> int:
+    removed = 0
+    for chunk in _chunks(sorted(set(keys))):
+        result = session.exec(
+            delete(OccurrenceRow)
+            .where(col(OccurrenceRow.owner_id) == owner_id)
+            .where(col(OccurrenceRow.key).in_(chunk))
+            .where(col(OccurrenceRow.status).in_([st.value for st in OPEN_STATUSES]))
+            .execution_options(synchronize_session=False)
+        )
+        removed += result.rowcount
+    return removed
+
+
+def _replace_calendar_state(session: Session, owner_id: int, calendar: str, state: Mapping[str, str]) -> None:
+    session.exec(
+        delete(CalendarStateRow)
+        .where(col(CalendarStateRow.owner_id) == owner_id, col(CalendarStateRow.calendar) == calendar)
+        .execution_options(synchronize_session=False)
+    )
+    for key, value in state.items():
+        session.add(CalendarStateRow(owner_id=owner_id, calendar=calendar, key=str(key), value=str(value)))
+    session.flush()
+
+
+_WRITTEN: Final = 0
+_DELETED: Final = 1
+_FAILED: Final = 2
+
+
+def _record_result(session: Session, owner_id: int, calendar: str, result: EventResult, at: datetime) -> int:
+    """Record one event result in the placements; returns which count it adds to."""
+    row = session.get(PlacementRow, (owner_id, result.key, calendar))
+    if Outcome(result.outcome) is Outcome.FAILED:
+        # What the calendar held before stays the truth; the failure is only noted beside it.
+        if row is None:
+            row = PlacementRow(
+                owner_id=owner_id,
+                occurrence_key=result.key,
+                calendar=calendar,
+                state=PLACEMENT_FAILED,
+                updated_at=at,
+            )
+        row.state, row.last_error, row.retryable, row.updated_at = (
+            PLACEMENT_FAILED,
+            result.reason or f"{result.action} failed",
+            result.retryable,
+            at,
+        )
+        session.add(row)
+        session.flush()
+        return _FAILED
+    placement = result.placement
+    if placement is None:
+        if row is not None and (result.action == "delete" or row.remote_id is None):
+            session.delete(row)
+            session.flush()
+        return _DELETED if result.action == "delete" else _WRITTEN
+    if row is None:
+        row = PlacementRow(
+            owner_id=owner_id,
+            occurrence_key=result.key,
+            calendar=calendar,
+            state=PLACEMENT_PLACED,
+            updated_at=at,
+        )
+    row.remote_id, row.etag, row.sequence = placement.remote_id, placement.etag, placement.sequence
+    row.state, row.last_error, row.retryable, row.updated_at = PLACEMENT_PLACED, None, True, at
+    session.add(row)
+    session.flush()
+    return _WRITTEN
 
 
 def _content(revision: Revision) -> dict[str, Any]:
@@ -808,6 +1184,13 @@ def _stored_interaction(row: InteractionRow) -> StoredInteraction:
         undone=row.undone,
         recorded_at=row.recorded_at,
         occurrence_key=row.occurrence_key,
+    )
+
+
+def _stored_review(row: ReviewRow) -> StoredReview:
+    assert row.id is not None
+    return StoredReview(
+        id=row.id, at=row.at, note=row.note, source=row.source, recorded_at=row.recorded_at, undone=row.undone
     )
 
 

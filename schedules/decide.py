@@ -97,8 +97,11 @@ def decide(
     # logs it again nor lets it count for planning: an undo sticks.
     undone = [entry.interaction for entry in log if entry.undone and entry.interaction.event_uid]
     tracked = [TrackedOccurrence(row.revision.occurrence, row.status) for row in open_rows]
+    # Reviews done are kept apart from the log, but a review block no calendar showed is completed by a
+    # review done near its time, as a touchpoint is by a logged call.
+    history = [*known, *(Interaction(REVIEW_LOG_NAME, at, source="manual") for at in reviews_done)]
     outcomes = reconcile(
-        plan, tracked, observations, known, now, NO_VERDICT if hold_verdicts else grace, withdrawn=undone
+        plan, tracked, observations, history, now, NO_VERDICT if hold_verdicts else grace, withdrawn=undone
     )
 
     # Occurrences whose time has passed but which are not settled yet (inside the grace period) stay where

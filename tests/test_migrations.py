@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,12 @@ from sqlalchemy import Column, Integer, MetaData, inspect, text
 
 from daemon.dbtypes import metadata
 from daemon.store import MIGRATIONS_DIR, Store, StoreError, alembic_config
+from schedules.events import Interaction
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES = {"connection", "occurrence", "interaction", "source_state"}
+# 0002 added owners, reviews apart from the log, calendar state and placements.
+TABLES_0002 = TABLES | {"owner", "review", "calendar_state", "placement"}
 
 
 def _tables(store: Store) -> set[str]:
@@ -35,22 +39,27 @@ def _diff(store: Store, target: MetaData) -> list[object]:
 
 def test_one_linear_history_with_a_single_head() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert script.get_heads() == ["0001"]
-    assert [r.revision for r in script.walk_revisions()] == ["0001"]
+    assert script.get_heads() == ["0002"]
+    assert [r.revision for r in script.walk_revisions()] == ["0002", "0001"]
 
 
 def test_upgrade_from_empty_reaches_head(db_url: str) -> None:
     with Store(db_url) as store:
         assert store.at_head()
-        assert store.current_revisions() == {"0001"}
-        assert _tables(store) >= TABLES | {"alembic_version"}
+        assert store.current_revisions() == {"0002"}
+        assert _tables(store) >= TABLES_0002 | {"alembic_version"}
 
 
 def test_reopening_a_migrated_database_keeps_its_data(db_url: str) -> None:
     with Store(db_url) as store:
         store.engine.dispose()
         with store.engine.begin() as conn:
-            conn.execute(text("INSERT INTO source_state (name, failures) VALUES ('work', 2)"))
+            # The personal mode's owner exists from the migration on; rows belong to it.
+            owner = conn.execute(text("SELECT id FROM owner WHERE key = 'default'")).scalar_one()
+            conn.execute(
+                text("INSERT INTO source_state (owner_id, name, failures) VALUES (:o, 'work', 2)"),
+                {"o": owner},
+            )
     with Store(db_url) as again:
         assert again.at_head()
         state = again.source_state("work")
@@ -63,10 +72,10 @@ def test_downgrade_to_base_then_upgrade_again(db_url: str) -> None:
             command.downgrade(alembic_config(conn), "base")
         assert not store.at_head()
         assert store.current_revisions() == frozenset()
-        assert not (_tables(store) & TABLES)
+        assert not (_tables(store) & TABLES_0002)
         store.migrate()
         assert store.at_head()
-        assert _tables(store) >= TABLES
+        assert _tables(store) >= TABLES_0002
 
 
 def test_models_match_the_migrated_schema(db_url: str) -> None:
@@ -92,13 +101,13 @@ def test_autogenerate_against_head_writes_an_empty_revision(sqlite_url: str, tmp
     with Store(sqlite_url) as store, store.engine.begin() as conn:
         config = alembic_config(conn)
         config.set_main_option("script_location", str(copy))
-        script = command.revision(config, message="nothing to do", autogenerate=True, rev_id="0002")
+        script = command.revision(config, message="nothing to do", autogenerate=True, rev_id="0003")
     assert script is not None and not isinstance(script, list)
     source = Path(script.path).read_text()
     compile(source, script.path, "exec")
     body = source.split("def upgrade() -> None:", 1)[1].split("def downgrade", 1)[0]
     assert "op." not in body, body
-    assert "down_revision: str | None = '0001'" in source
+    assert "down_revision: str | None = '0002'" in source
 
 
 def test_a_database_from_a_newer_version_is_refused_clearly(sqlite_url: str) -> None:
@@ -132,6 +141,7 @@ def test_alembic_command_line_uses_the_packaged_ini(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Running upgrade  -> 0001" in result.stderr
+    assert "Running upgrade 0001 -> 0002" in result.stderr
     with Store(url, migrate=False) as store:
         assert store.at_head()
 
@@ -149,3 +159,28 @@ def test_migrations_are_declared_as_package_data() -> None:
     for package in ("daemon/migrations", "daemon/migrations/versions"):
         assert (REPO / package / "__init__.py").is_file()
     assert MIGRATIONS_DIR == REPO / "daemon" / "migrations"
+
+
+def test_downgrade_to_0001_puts_reviews_back_into_the_log(db_url: str) -> None:
+    at = datetime(2025, 3, 3, 9, tzinfo=UTC)
+    with Store(db_url, clock=lambda: at) as store:
+        store.add_review(at, "on the train")
+        store.add_interaction(Interaction("Grace Hopper", at, source="manual"))
+        with store.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0001")
+        with store.engine.connect() as conn:
+            rows = conn.execute(text("SELECT connection, note FROM interaction ORDER BY connection")).all()
+        assert [tuple(r) for r in rows] == [("@review", "on the train"), ("Grace Hopper", "")]
+        assert not (_tables(store) & {"owner", "review", "placement", "calendar_state"})
+        store.migrate()
+        assert [r.note for r in store.reviews()] == ["on the train"]
+        assert [i.interaction.connection for i in store.interactions()] == ["Grace Hopper"]
+
+
+def test_downgrade_below_0002_is_refused_while_two_owners_share_the_database(db_url: str) -> None:
+    with Store(db_url) as store, Store(db_url, owner="grace", migrate=False) as grace:
+        grace.add_review(datetime(2025, 3, 3, 9, tzinfo=UTC))
+        with pytest.raises(RuntimeError, match="2 owners"), store.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0001")
+        assert store.at_head()
+        assert len(grace.reviews()) == 1

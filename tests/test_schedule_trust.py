@@ -286,3 +286,19 @@ def test_what_cannot_be_placed_is_said_by_name(cb: Cli, home: Path) -> None:
     status = cb("status")
     assert "not placed (no free slot)" in status.stdout
     assert feed_events(home), "what fits is still placed"
+
+
+def test_a_review_done_completes_the_review_block_no_calendar_showed(cb: Cli, home: Path) -> None:
+    # Reviews done live apart from the interaction log now; the block must still count as done.
+    from daemon.store import Store
+    from schedules.occurrence import OccurrenceStatus
+
+    early = T0.replace(hour=7)
+    cb("sync", now=early)
+    kickoff = next(i for i in agenda(cb, now=early) if i["key"] == "review:kickoff")
+    started = datetime.fromisoformat(kickoff["start"]).astimezone(UTC)
+    cb("review", "done", "--on", started.strftime("%Y-%m-%dT%H:%M"), now=started + timedelta(minutes=40))
+    cb("sync", now=started + timedelta(days=2))
+    with Store(f"sqlite:///{home / 'data' / 'circleback' / 'circleback.db'}") as store:
+        statuses = {row.key: row.status for row in store.occurrences()}
+    assert statuses["review:kickoff"] is OccurrenceStatus.COMPLETED

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Column, Integer, MetaData, Table, event, insert, select
+from sqlalchemy import Column, Integer, MetaData, Table, event, insert, select, text
 from sqlalchemy.exc import StatementError
 
 from daemon.dbtypes import NaiveDatetimeError, OccurrenceRow, UTCDateTime, table_of
@@ -364,8 +364,10 @@ def test_reviews_done_merges_completed_reviews_and_logged_ones(store: Store) -> 
     store.add_interaction(Interaction(REVIEW_CONNECTION, logged, note="reviewed on the train"))
     undone = store.add_interaction(Interaction(REVIEW_CONNECTION, NOW - timedelta(days=10)))
     assert undone is not None
-    store.undo_interaction(undone)
+    # Reviews live apart from the log since 0002: a review is undone as a review, not as a log entry.
+    store.undo_review(undone)
     assert store.reviews_done() == [logged, done_at]
+    assert store.interactions(include_undone=True) == []
 
 
 # -- occurrences and the cycle write ----------------------------------------------------------------------
@@ -522,6 +524,8 @@ def test_a_constraint_violation_mid_cycle_leaves_the_previous_state(store: Store
     stray |= {"start": NOW, "end": NOW, "title": "t", "description": "d", "status": "placed"}
     stray |= {"overdue": False, "sequence": 0, "created": NOW, "last_modified": NOW}
     with store.engine.begin() as conn:
+        # Since 0002 every row has an owner, and the UID is unique per owner: the stray is this store's.
+        stray["owner_id"] = conn.execute(text("SELECT id FROM owner WHERE key = 'default'")).scalar_one()
         conn.execute(insert(table_of(OccurrenceRow)), stray)
     before = snapshot(store)
     with pytest.raises(StoreError, match="nothing was changed"):
