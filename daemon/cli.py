@@ -239,6 +239,8 @@ def _cycle(args: argparse.Namespace, *, dry_run: bool, feed_path: Path | None = 
     for fault in report.faults:
         print(f"error: {fault.calendar}: {fault.reason}", file=sys.stderr)
     _explain_unread(report.unread)
+    for calendar, key, reason in report.failed_events:
+        print(f"error: {calendar} refused {key}: {reason} (retried next cycle)", file=sys.stderr)
     for connection, reason in report.unplaced:
         print(f"warning: not placed: {connection or 'self-review'}: {reason}", file=sys.stderr)
     return plan, report
@@ -255,7 +257,7 @@ def _explain_unread(names: Sequence[str]) -> None:
 
 
 def _cycle_status(report: Any) -> int:
-    return EXIT_FAILURE if report.faults or report.unplaced else EXIT_OK
+    return EXIT_FAILURE if report.faults or report.unplaced or report.failed_events else EXIT_OK
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -290,6 +292,7 @@ class _Schedule:
     calendars: list[Any]
     problems: list[str]  # calendars that were never read, or are not read yet: the schedule ignores them
     preview: bool  # nothing was ever placed: `upcoming` is what a sync would place
+    refused: list[tuple[str, str, str]]  # (calendar, occurrence key, reason): writes a calendar refused
 
 
 def _schedule(args: argparse.Namespace) -> _Schedule:
@@ -308,6 +311,11 @@ def _schedule(args: argparse.Namespace) -> _Schedule:
         interactions = [r.interaction for r in store.interactions()]
         reviews_done = store.reviews_done()
         states = {name: store.source_state(name) for name in names}
+        refused = [
+            (calendar, failure.key, failure.reason)
+            for calendar, failures in store.calendar_failures().items()
+            for failure in failures
+        ]
     problems: list[str] = []
     if synced:
         upcoming = [row.occurrence for row in rows if row.occurrence.end > now]
@@ -332,6 +340,7 @@ def _schedule(args: argparse.Namespace) -> _Schedule:
         [s for s in states.values() if s is not None],
         problems,
         preview=not synced,
+        refused=refused,
     )
 
 
@@ -497,6 +506,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 "connections": rows,
                 "review": review,
                 "calendars": [render.source_json(s) for s in schedule.calendars],
+                "refused": [{"calendar": c, "key": k, "reason": r} for c, k, r in schedule.refused],
                 "preview": schedule.preview,
             }
         )
@@ -504,6 +514,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         if schedule.preview:
             print("preview: nothing is placed yet; `circleback sync` places it and writes the feed")
         print(render.status_text(rows, schedule.calendars, review))
+        for calendar, key, reason in schedule.refused:
+            print(f"calendar {calendar} refused {key}: {reason} (retried every cycle)")
     return EXIT_FAILURE if schedule.problems else EXIT_OK
 
 

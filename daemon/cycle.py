@@ -14,13 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from connectors.base import ConnectorError, Reader, Writer
+from connectors.base import ConnectorError, EventResult, Reader, Writer
 from daemon.store import SourceState, Store
 from schedules.busy import busy_time
 from schedules.decide import decide
 from schedules.events import Interval, Observation, require_utc
 from schedules.model import Plan
-from schedules.occurrence import Occurrence, OccurrenceStatus, Revision
+from schedules.occurrence import Occurrence, Revision
 from schedules.reconcile import Outcomes
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,10 @@ class CycleReport:
     # What the plan asks for but could not be placed before the horizon: (connection or None for the
     # review rhythm, reason).
     unplaced: list[tuple[str | None, str]] = field(default_factory=list)
+    # Per calendar: the key-value state to keep for its next call (sync tokens, validators).
+    calendar_states: dict[str, dict[str, str]] = field(default_factory=dict)
+    # (calendar, occurrence key, reason) of every event a calendar refused this cycle.
+    failed_events: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def upcoming(self) -> list[Occurrence]:
@@ -63,13 +67,13 @@ class CycleReport:
 
 
 def _read_all(
-    readers: Sequence[Reader], window: Interval, report: CycleReport
+    readers: Sequence[Reader], window: Interval, report: CycleReport, store: Store
 ) -> tuple[list[Interval], list[Observation]]:
     busy: list[Interval] = []
     observations: list[Observation] = []
     for reader in readers:
         try:
-            snapshot = reader.read(window)
+            snapshot = reader.read(window, store.calendar_state(reader.name))
         except ConnectorError as exc:
             # One unreachable calendar must not stop the others; it is reported and retried later.
             report.faults.append(CalendarFault(reader.name, exc.reason))
@@ -85,6 +89,8 @@ def _read_all(
         busy.extend(snapshot.busy)
         observations.extend(snapshot.observations)
         report.warnings.extend(snapshot.warnings)
+        if snapshot.state is not None:
+            report.calendar_states[reader.name] = dict(snapshot.state)
     return busy, observations
 
 
@@ -126,7 +132,7 @@ def run_cycle(
 ) -> CycleReport:
     now = require_utc(now, "now")
     report = CycleReport(now=now)
-    reported_busy, observations = _read_all(readers, Interval(now - LOOKBACK, now + horizon), report)
+    reported_busy, observations = _read_all(readers, Interval(now - LOOKBACK, now + horizon), report, store)
     owner_emails = (plan.owner.email,) if plan.owner.email else ()
     busy = busy_time(observations, owner_emails, also=reported_busy)
 
@@ -146,6 +152,7 @@ def run_cycle(
         grace=grace,
         can_place=not report.unread,
         hold_verdicts=hold,
+        scope=store.uid_scope,
     )
     outcomes = decision.outcomes
     report.outcomes = outcomes
@@ -157,17 +164,30 @@ def run_cycle(
     if dry_run:
         return report
 
+    results: dict[str, Sequence[EventResult]] = {}
+    # An occurrence is placed only when every writable calendar holds it: a calendar that could not be
+    # reached, or refused that one event, leaves it planned, and the next cycle writes it again.
+    placed = {r.occurrence.key for r in revisions}
     for writer in writers:
         try:
-            applied = writer.apply(published)
+            applied = writer.apply(
+                published, placements=store.placements(writer.name), state=store.calendar_state(writer.name)
+            )
         except ConnectorError as exc:
             report.faults.append(CalendarFault(exc.calendar, exc.reason))
             log.warning("calendar %s could not be written: %s", exc.calendar, exc.reason)
+            placed.clear()
             continue
         report.applied_to.append(writer.name)
         report.warnings.extend(applied.warnings)
+        results[writer.name] = applied.results
+        if applied.state is not None:
+            report.calendar_states[writer.name] = dict(applied.state)
+        for failure in applied.failed:
+            placed.discard(failure.key)
+            report.failed_events.append((writer.name, failure.key, failure.reason))
+            log.warning("calendar %s refused %s: %s", writer.name, failure.key, failure.reason)
 
-    placed = bool(report.applied_to) or not writers
     _record_calendar_health(store, report.calendar_errors, now)
     store.sync_connections(plan)
     store.save_cycle(
@@ -177,6 +197,8 @@ def run_cycle(
             key: (change.status, change.at, change.event_uid) for key, change in outcomes.statuses.items()
         },
         interactions=[(e.interaction, e.occurrence_key) for e in outcomes.entries],
-        status_for_new=OccurrenceStatus.PLACED if placed else OccurrenceStatus.PLANNED,
+        calendar_states=report.calendar_states,
+        event_results=results,
+        placed=placed,
     )
     return report

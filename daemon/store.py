@@ -408,6 +408,11 @@ class Store:
     def owner_key(self) -> str:
         return self._owner
 
+    @property
+    def uid_scope(self) -> str:
+        """What goes into this owner's UIDs: nothing for the default owner (today's UIDs stay)."""
+        return "" if self._owner == DEFAULT_OWNER else self._owner
+
     def owners(self) -> list[str]:
         """Every owner's key in this database (not scoped: this is the one cross-owner query)."""
         with self._read() as s:
@@ -650,7 +655,7 @@ class Store:
                 wanted = [OccurrenceStatus(st).value for st in statuses]
                 query = query.where(col(OccurrenceRow.status).in_(wanted))
             query = query.order_by(col(OccurrenceRow.start), col(OccurrenceRow.key))
-            return [_stored_occurrence(row) for row in s.exec(query)]
+            return [_stored_occurrence(row, self.uid_scope) for row in s.exec(query)]
 
     def save_cycle(
         self,
@@ -667,7 +672,7 @@ class Store:
         """Persist one cycle's outcome in ONE transaction, in this order:
 
         1. upsert `revisions`. With `placed` given, a revision whose key is in it (every writable calendar
-           holds it) becomes placed and any other new or changed one planned (retried next cycle). Without
+           holds it) becomes placed and any other one planned (retried next cycle). Without
            it, new ones get `status_for_new`, and an open one whose content changed while it could not be
            written anywhere (`status_for_new` is planned) goes back to planned;
         2. apply `statuses` (status, when, observed event UID) to stored occurrences;
@@ -1035,8 +1040,9 @@ def _upsert_revisions(
         else:
             unchanged += 1
         if placed is not None:
-            if key in placed or changed:
-                row.status = _placed_or_planned(key, placed).value
+            # Every writable calendar's truth, changed or not: an event a calendar lost or refused is
+            # planned again until a cycle has written it everywhere.
+            row.status = _placed_or_planned(key, placed).value
         elif status_for_new is OccurrenceStatus.PLACED or changed:
             row.status = status_for_new.value
         session.add(row)
@@ -1148,8 +1154,9 @@ def _check_change(key: str, change: StatusChange) -> tuple[OccurrenceStatus, dat
     )
 
 
-def _stored_occurrence(row: OccurrenceRow) -> StoredOccurrence:
+def _stored_occurrence(row: OccurrenceRow, scope: str) -> StoredOccurrence:
     occurrence = Occurrence(
+        scope=scope,
         key=row.key,
         kind=OccurrenceKind(row.kind),
         connection=row.connection,

@@ -81,13 +81,15 @@ def decide(
     grace: timedelta,
     can_place: bool = True,
     hold_verdicts: bool = False,
+    scope: str = "",
 ) -> Decision:
     """The cycle's decision.
 
     `can_place` is False while some configured calendar has no data at all: its busy time is unknown, so
     a new placement could land on a meeting; what is placed stays, nothing new is placed or removed.
     `hold_verdicts` is True while a calendar that may hold the proof of a touchpoint is failing: nothing
-    is settled by absence (no 'missed').
+    is settled by absence (no 'missed'). `scope` is the owner's part of every new occurrence's UID ("" for
+    the personal mode's one owner).
     """
     now = require_utc(now, "now")
     open_rows = [row for row in stored if row.status in OPEN_STATUSES]
@@ -135,7 +137,7 @@ def decide(
             },
         )
         desired = _fresh_identities(
-            list(placement.occurrences),
+            [dataclasses.replace(o, scope=scope) for o in placement.occurrences],
             # Keys settled in this very cycle are closed too: the replacement of a touchpoint missed just
             # now has the same due period, and reusing its key would overwrite the history row.
             closed=closed_keys | set(outcomes.statuses),

@@ -36,6 +36,9 @@ class Occurrence:
     title: str
     description: str
     overdue: bool = False
+    # Whose occurrence this is, for a UID unique across owners; "" (the personal mode's one owner) keeps
+    # the UIDs earlier releases published, so subscribers see no churn.
+    scope: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "start", require_utc(self.start, "Occurrence.start"))
@@ -43,12 +46,16 @@ class Occurrence:
 
     @property
     def uid(self) -> str:
-        return occurrence_uid(self.key)
+        return occurrence_uid(self.key, self.scope)
 
 
-def occurrence_uid(key: str) -> str:
-    """A globally unique, stable UID for an occurrence key (RFC 5545 recommends a domain-like suffix)."""
-    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
+def occurrence_uid(key: str, scope: str = "") -> str:
+    """A globally unique, stable UID for an occurrence key (RFC 5545 recommends a domain-like suffix).
+
+    `scope` (the owner) takes part in the digest so two people's "Grace Hopper" touchpoints differ; the
+    empty scope hashes the key alone, as every release before owners did."""
+    text = key if not scope else f"{scope}\0{key}"
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
     return f"cb-{digest}{UID_SUFFIX}"
 
 

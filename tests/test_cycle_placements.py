@@ -1,0 +1,58 @@
+"""Issue 9: each writable calendar has its own truth. One refused event never reads as placed, the rest is
+written, the calendar's state and placements are kept in the store, and the next cycle retries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from connectors.memory import MemoryCalendar
+from daemon.cycle import run_cycle
+from daemon.store import Store
+from schedules.occurrence import OccurrenceStatus
+from schedules.plan import parse_plan
+
+ADA = Path(__file__).parent / "fixtures" / "plans" / "ada.yaml"
+START = datetime(2026, 11, 23, 7, 0, tzinfo=UTC)  # Monday morning, before working hours
+HORIZON = timedelta(weeks=14)
+GRACE = timedelta(hours=24)
+
+
+def test_a_refused_event_stays_planned_until_a_later_cycle_writes_it(tmp_path: Path) -> None:
+    plan = parse_plan(ADA.read_text(), str(ADA))
+    work, feed = MemoryCalendar("work"), MemoryCalendar("feed")
+    with Store(f"sqlite:///{tmp_path / 'cb.db'}") as store:
+        first = run_cycle(
+            plan, store, readers=[], writers=[work, feed], now=START, horizon=HORIZON, grace=GRACE
+        )
+        keys = sorted(r.occurrence.key for r in first.published)
+        refused = keys[1]
+        work.delete_event(next(e.uid for e in work.events.values() if e.circleback_key == refused))
+        work.fail_writes(refused, "quota exceeded")
+        later = START + timedelta(minutes=5)
+        report = run_cycle(
+            plan, store, readers=[], writers=[work, feed], now=later, horizon=HORIZON, grace=GRACE
+        )
+        assert report.failed_events == [("work", refused, "quota exceeded")]
+        status = {row.key: row.status for row in store.occurrences()}
+        assert status[refused] is OccurrenceStatus.PLANNED, "not held by every calendar: not placed"
+        assert all(status[k] is OccurrenceStatus.PLACED for k in keys if k != refused)
+        assert refused in store.placements("feed")
+        (failure,) = store.calendar_failures()["work"]
+        assert (failure.key, failure.reason, failure.retryable) == (refused, "quota exceeded", True)
+        assert {e.circleback_key for e in feed.events.values()} == set(keys), "the other calendar has all"
+
+        work.heal()
+        run_cycle(
+            plan,
+            store,
+            readers=[],
+            writers=[work, feed],
+            now=later + timedelta(minutes=5),
+            horizon=HORIZON,
+            grace=GRACE,
+        )
+        assert {row.key: row.status for row in store.occurrences()}[refused] is OccurrenceStatus.PLACED
+        assert set(store.placements("work")) == set(keys) and not store.calendar_failures()
+        held = sorted(e.circleback_key or "" for e in work.events.values())
+        assert held == keys, "retried once, no duplicate"
