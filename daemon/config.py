@@ -209,6 +209,7 @@ CONFIG_OPTION = Option(
     "the TOML config file",
     env="CIRCLEBACK_CONFIG",
     flags=("--config",),
+    metavar="FILE",
     flag_help="TOML config file",
     shown_default="~/.config/circleback/config.toml",
 )

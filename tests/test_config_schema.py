@@ -7,6 +7,7 @@ Real files, the real command in this process, real back ends built through the r
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import tomllib
@@ -336,3 +337,18 @@ def test_secret_options_are_never_printed(cli: InProcess, home: Path, vault_type
 def test_a_type_is_registered_once(vault_type: str) -> None:
     with pytest.raises(ValueError, match="already registered"):
         registry.register(registry.BACKENDS[vault_type])
+
+
+def test_status_reports_the_health_of_named_calendars(cli: InProcess, home: Path) -> None:
+    config = write(home, f'plan = "plan.yaml"\n[calendars.Work]\ntype = "ics"\nlocation = "{GOOGLE_ICS}"\n')
+    now = ("--now", "2026-11-23T09:30:00+00:00")
+    status, out, err = cli("sync", "--config", str(config), *now)
+    assert status == 0, (out, err)
+    status, out, err = cli("status", "--config", str(config), "--json", *now)
+    assert status == 0, (out, err)
+    assert [(c["name"], c["health"]) for c in json.loads(out)["calendars"]] == [("Work", "ok")]
+    broken = write(
+        home, f'plan = "plan.yaml"\n[calendars.Work]\ntype = "ics"\nlocation = "{home / "nope.ics"}"\n'
+    )
+    status, _out, err = cli("sync", "--config", str(broken), *now)
+    assert status == 1 and "Work" in err
