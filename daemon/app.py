@@ -12,10 +12,10 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
+from connectors import registry
 from connectors.base import Reader, Writer
 from connectors.fetch import UnreadableFile, read_regular_file
-from connectors.registry import make_reader, make_writer
-from daemon.config import Settings
+from daemon.config import FEED_CALENDAR, Settings
 from daemon.marker_secret import load_or_create_marker_secret, marker_secret_path
 from daemon.sources import source_name as source_name  # the default name, for callers of old
 from daemon.store import Store, StoreError, normalise_url
@@ -61,32 +61,27 @@ def marker_secret_of(settings: Settings) -> Callable[[], bytes]:
 
 
 def build_calendars(settings: Settings, plan: Plan, *, feed_path: Path | None = None) -> Calendars:
-    cache_dir = settings.state_dir / "sources"
+    """Every configured calendar, built by its type through the registry; `feed_path` writes the `[feed]`
+    calendar somewhere else (`circleback feed export`)."""
     marker_secret = marker_secret_of(settings)
-    owner_emails = (plan.owner.email,) if plan.owner.email else ()
-    readers = [
-        make_reader(
-            "ics",
-            name=source.name,
-            location=source.location,
-            cache_dir=cache_dir,
-            timeout=settings.source_timeout.total_seconds(),
-            default_tz=plan.timezone,
-            owner_emails=owner_emails,
-            marker_secret=marker_secret,
-        )
-        for source in settings.sources
-    ]
-    writers = [
-        make_writer(
-            "ics_feed",
-            path=feed_path or settings.feed_path,
-            plan=plan,
-            name=settings.feed_name,
-            refresh=settings.feed_refresh,
-            marker_secret=marker_secret,
-        )
-    ]
+    context = registry.Context(
+        plan=plan,
+        state_dir=settings.state_dir,
+        owner_emails=(plan.owner.email,) if plan.owner.email else (),
+        marker_secret=marker_secret,
+    )
+    readers: list[Reader] = []
+    writers: list[Writer] = []
+    for calendar in settings.calendars:
+        backend = registry.backend(calendar.type)
+        options = dict(calendar.options)
+        if feed_path is not None and calendar.name == FEED_CALENDAR:
+            options["path"] = feed_path
+        built = backend.factory(calendar.name, options, context)
+        if backend.reads:
+            readers.append(built)
+        if backend.writes:
+            writers.append(built)
     return Calendars(readers, writers, marker_secret)
 
 

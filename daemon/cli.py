@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 from connectors.base import ConnectorError
 from daemon import render
 from daemon.app import PlanFileError, build_calendars, load_plan, open_store
-from daemon.config import ConfigError, Settings, load_settings, toml_key
+from daemon.config import ConfigError, Settings, add_flags, flag_overrides, load_settings, toml_key
 from daemon.cycle import run_cycle
 from daemon.errors import BadInput
 from daemon.secret_token import TokenFileError
@@ -44,21 +44,9 @@ def _now() -> datetime:
 
 
 def _global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    default: Any = argparse.SUPPRESS if suppress else None
     group = parser.add_argument_group("global options")
-    group.add_argument("--plan", type=Path, default=default, help="focus plan YAML file")
-    group.add_argument("--config", type=Path, default=default, help="TOML config file")
-    group.add_argument("--db", default=default, metavar="URL", help="database URL (default: SQLite, XDG)")
-    group.add_argument(
-        "--source",
-        "--busy",
-        dest="sources",
-        action="append",
-        default=argparse.SUPPRESS if suppress else [],
-        metavar="FILE_OR_URL",
-        help="a calendar to read busy time and meetings from (.ics file, http(s):// or webcal://); "
-        "repeatable; replaces [ics] sources from the config",
-    )
+    add_flags(group, suppress=suppress)  # every setting with a flag, from daemon.config's schema
+    default: Any = argparse.SUPPRESS if suppress else None
     group.add_argument("--now", default=default, help=argparse.SUPPRESS)  # for reproducible runs in tests
 
 
@@ -157,14 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(
-        args.config,
-        overrides={
-            "plan": getattr(args, "plan_file", None) or args.plan,
-            "database_url": args.db,
-            "sources": tuple(args.sources or ()),
-        },
-    )
+    overrides = flag_overrides(args)
+    overrides["plan"] = getattr(args, "plan_file", None) or overrides["plan"]
+    return load_settings(overrides=overrides)
 
 
 def _now_from(args: argparse.Namespace) -> datetime:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import fields
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -12,8 +11,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from connectors import registry
 from connectors.fetch import redact
-from daemon.config import Settings
+from daemon.config import CALENDARS, SCHEMA, CalendarConfig, Option, Settings
 from daemon.sources import Source
 from schedules.events import Interaction
 from schedules.model import REVIEW_LOG_NAME, Plan
@@ -145,7 +145,8 @@ def status_text(
 
 
 def source_names(settings: Settings) -> list[str]:
-    return [s.name for s in settings.sources]
+    """The calendars circleback reads, by name: `[ics] sources` and readable `[calendars.NAME]` tables."""
+    return [c.name for c in settings.calendars if registry.backend(c.type).reads]
 
 
 def source_json(state: Any) -> dict[str, Any]:
@@ -173,6 +174,9 @@ def span_text(value: timedelta) -> str:
     return f"{seconds}s"
 
 
+SECRET = "<secret>"
+
+
 def _config_value(value: object) -> str:
     if isinstance(value, timedelta):
         return f'"{span_text(value)}"'
@@ -182,17 +186,15 @@ def _config_value(value: object) -> str:
         return "[" + ", ".join(f'"{v}"' for v in value) + "]"
     if isinstance(value, int):
         return str(value)
-    return f'"{value}"'
+    return _toml_string(str(value))
 
 
-def _shown(name: str, value: object) -> object:
-    """Secrets stay out of the output: a database password, the secret path of an ICS address."""
-    if name == "database_url":
-        try:
-            return make_url(str(value)).render_as_string(hide_password=True)
-        except ArgumentError:
-            return value
-    return value
+def _hide_password(url: str) -> str:
+    """A database URL with its password hidden (the host and database still help to read it)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
 
 
 def sources_toml(sources: Sequence[Source]) -> str:
@@ -207,20 +209,43 @@ def _toml_string(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)  # a JSON string is a valid TOML basic string
 
 
-def settings_items(settings: Settings) -> list[tuple[str, str]]:
-    """Settings in TOML notation, keyed as in the file (`feed.path` is `path` under `[feed]`)."""
-    from daemon.config import toml_key
+def _setting_text(option: Option, value: object) -> str:
+    if option.secret:
+        return SECRET
+    if option.kind == "sources":
+        return sources_toml(value)  # type: ignore[arg-type]
+    if option.name == "database_url":
+        return _config_value(_hide_password(str(value)))
+    return _config_value(value)
 
-    return [
-        (
-            toml_key(f.name),
-            sources_toml(settings.sources)
-            if f.name == "sources"
-            else _config_value(_shown(f.name, getattr(settings, f.name))),
-        )
-        for f in fields(settings)
-        if f.name not in {"origin", "config_file"}
-    ]
+
+def _calendar_items(calendar: CalendarConfig) -> list[tuple[str, str]]:
+    backend = registry.backend(calendar.type)
+    prefix = f"{CALENDARS}.{calendar.name}"
+    items = [(f"{prefix}.type", _toml_string(calendar.type))]
+    for option in backend.options:
+        if option.name not in calendar.options:
+            continue
+        value = calendar.options[option.name]
+        if option.secret:
+            text = SECRET
+        elif option.kind == "location":
+            text = _toml_string(redact(str(value)))
+        else:
+            text = _config_value(value)
+        items.append((f"{prefix}.{option.name}", text))
+    return items
+
+
+def settings_items(settings: Settings) -> list[tuple[str, str]]:
+    """Settings in TOML notation, keyed as in the file (`feed.path` is `path` under `[feed]`); secret
+    settings as `<secret>`, and `[calendars.NAME]` tables after them."""
+    items = [(option.key, _setting_text(option, getattr(settings, option.name))) for option in SCHEMA]
+    for calendar in settings.calendars:
+        if calendar.implied:
+            continue  # shown above, as the settings they come from
+        items.extend(_calendar_items(calendar))
+    return items
 
 
 _DRY_RUN_VERBS = {"logged": "would log", "completed": "would complete", "missed": "would miss"}

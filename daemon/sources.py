@@ -74,14 +74,18 @@ def _looks_like_a_file_name(segment: str) -> bool:
     return not _TOKEN_RUN.search(stem) and sum(c.isdigit() for c in stem) <= _MAX_DIGITS
 
 
-def parse_sources(value: object, where: str) -> tuple[Source, ...]:
-    """The configured calendars, named; raises SourceError naming `where` and the entry."""
+def parse_sources(value: object, where: str, *, reserved: Sequence[str] = ()) -> tuple[Source, ...]:
+    """The configured calendars, named; raises SourceError naming `where` and the entry.
+
+    `reserved` are names other calendars (`[calendars.NAME]`) already go by: a chosen name may not be
+    one of them, and a default name steps around them."""
     entries = [value] if isinstance(value, str | Mapping) else value
     if not isinstance(entries, Sequence) or isinstance(entries, str):
         raise SourceError(f"{where}: expected a list of calendars (files or addresses)")
     given = [_entry(item, f"{where}[{index + 1}]") for index, item in enumerate(entries)]
     _refuse_repeats(given, where)
-    return _name(given, where)
+    _refuse_reserved(given, reserved, where)
+    return _name(given, where, reserved)
 
 
 def _entry(item: object, where: str) -> tuple[str | None, str]:
@@ -123,9 +127,21 @@ def _refuse_repeats(given: list[tuple[str | None, str]], where: str) -> None:
         chosen[name.casefold()] = (name, index)
 
 
-def _name(given: list[tuple[str | None, str]], where: str) -> tuple[Source, ...]:
+def _refuse_reserved(given: list[tuple[str | None, str]], reserved: Sequence[str], where: str) -> None:
+    others = {name.casefold(): name for name in reserved}
+    for index, (name, _location) in enumerate(given, start=1):
+        if name is not None and name.casefold() in others:
+            raise SourceError(
+                f"{where}: entry {index} is named {name!r} like [calendars.{others[name.casefold()]}]; "
+                "names must differ"
+            )
+
+
+def _name(
+    given: list[tuple[str | None, str]], where: str, reserved: Sequence[str] = ()
+) -> tuple[Source, ...]:
     """Chosen names as given; default names made unique by the fewest folders (or a short digest)."""
-    taken = {name.casefold() for name, _ in given if name is not None}
+    taken = {name.casefold() for name, _ in given if name is not None} | {r.casefold() for r in reserved}
     ladders = {i: _ladder(location) for i, (name, location) in enumerate(given) if name is None}
     level = dict.fromkeys(ladders, 0)
     while True:

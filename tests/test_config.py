@@ -237,3 +237,14 @@ def test_a_good_config_still_loads(cli: InProcess, home: Path) -> None:
     assert 'horizon = "20 weeks"' in out and "http.port = 9000" in out
     settings = load_settings(config, environ={})
     assert (settings.http_port, settings.log_level, settings.horizon.days) == (9000, "warning", 140)
+
+
+def test_relative_feed_files_are_inside_the_state_directory_as_documented(home: Path) -> None:
+    # Regression: a relative `[feed] path` in the file used to land beside the config file, while the
+    # starter config (and the default) put it inside state_dir.
+    config = write(home, f'state_dir = "{home / "state"}"\n[feed]\npath = "x.ics"\ntoken_file = "t"\n')
+    settings = load_settings(config, environ={})
+    assert settings.feed_path == home / "state" / "x.ics"
+    assert settings.feed_token_file == home / "state" / "t"
+    from_env = load_settings(config, environ={"CIRCLEBACK_FEED_TOKEN_FILE": "other"})
+    assert from_env.feed_token_file == home / "state" / "other"
