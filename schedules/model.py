@@ -22,6 +22,17 @@ class Stage(StrEnum):
     ELEVATE = "elevate"
 
 
+class Role(StrEnum):
+    """What a connection is to the person (optional in the plan); the audit looks for the missing ones."""
+
+    MENTOR = "mentor"
+    SPONSOR = "sponsor"
+    PEER = "peer"
+    CLIENT = "client"
+    TEAM = "team"
+    COMMUNITY = "community"
+
+
 class ConnectionKind(StrEnum):
     PERSON = "person"
     GROUP = "group"
@@ -60,6 +71,7 @@ class Connection:
     emails: tuple[str, ...] = ()  # further addresses that identify this person or group (lower-cased)
     keywords: tuple[str, ...] = ()  # title words that identify a group's events (lower-cased)
     notes: str = ""  # what they care about, what was said last time: shown in the touchpoint
+    role: Role | None = None  # mentor, sponsor, peer, client, team or community, when the plan says
 
     @property
     def all_emails(self) -> tuple[str, ...]:

@@ -49,6 +49,7 @@ from schedules.model import (
     Owner,
     Plan,
     Review,
+    Role,
     Stage,
     WorkingHours,
 )
@@ -72,6 +73,7 @@ CONNECTION_KEYS = (
     "duration",
     "next_action",
     "notes",
+    "role",
 )
 
 # Words people reach for instead of our key names; difflib alone cannot see that 'cadence' means 'every'.
@@ -595,8 +597,10 @@ class _Checker:
         action = self.text(fields["next_action"]) if "next_action" in fields else None
         given = _given(fields, "notes")
         notes = self.text(given, empty_ok=True) if given is not None else ""
+        role_ok, role = self.role(_given(fields, "role"))
         if (
-            name is None
+            not role_ok
+            or name is None
             or kind is None
             or not emails_ok
             or keywords is None
@@ -621,8 +625,16 @@ class _Checker:
             emails=further,
             keywords=keywords,
             notes=notes,
+            role=role,
         )
         return entry
+
+    def role(self, item: _Item | None) -> tuple[bool, Role | None]:
+        """The optional role, and whether it was valid (an invalid one is recorded as an issue)."""
+        if item is None:
+            return True, None
+        value = self.choice(item, [r.value for r in Role])
+        return value is not None, None if value is None else Role(value)
 
     def keywords(self, item: _Item | None) -> tuple[str, ...] | None:
         if item is None:
