@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
 from builders import connection, london_plan
@@ -14,6 +14,7 @@ from schedules.events import Interaction, InteractionKind
 from schedules.model import Connection, Plan, Role
 from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus
 from schedules.plan import PlanInvalid, parse_plan
+from schedules.planner import REVIEWS, plan_occurrences
 
 TODAY = date(2026, 11, 23)  # a Monday
 
@@ -218,3 +219,65 @@ def test_role_is_read_from_the_plan_and_checked_with_its_place() -> None:
     assert [c.role for c in plan.connections] == [Role.MENTOR, Role.SPONSOR]
     bare = parse_plan(text.replace(", role: boss", "").replace(", role: Mentor", ""), "plan.yaml")
     assert [c.role for c in bare.connections] == [None, None]
+
+
+# --- the pre-filled review ------------------------------------------------------------------------------
+
+NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
+def reviews(
+    plan: Plan, log: Sequence[Interaction], now: datetime, previous: Sequence[Occurrence] = ()
+) -> dict[str, Occurrence]:
+    got = plan_occurrences(
+        plan,
+        interactions=log,
+        reviews_done=[],
+        busy=[],
+        now=now,
+        horizon=timedelta(days=70),
+        previous={o.key: o for o in previous},
+        first_due={"women in tech london": date(2026, 9, 1), REVIEWS: date(2026, 11, 23)},
+    )
+    return {o.key: o for o in got if o.kind is OccurrenceKind.REVIEW}
+
+
+def test_review_block_carries_mindset_headline_balance_and_three_questions() -> None:
+    plan = london_plan(GRACE, LINUS, WITL)
+    log = [
+        met("Grace Hopper", date(2026, 11, 2)),
+        met("Grace Hopper", date(2026, 11, 16)),
+        met("Linus", date(2026, 9, 1), "ask"),
+    ]
+    text = reviews(plan, log, NOW)["review:kickoff"].description
+    parts = text.split("\n\n")
+    assert parts[0] == "Kickoff: 30 minutes with yourself this week to start the plan."
+    assert parts[1] == f"Mindset: {plan.mindset}"
+    assert parts[2].splitlines() == [
+        "Went well: Grace Hopper",
+        "Overdue: Linus (due 2026-10-01)",
+        "Stalled target: Women in Tech London (no first meeting yet)",
+        "Give/ask: 2 give, 1 ask: 67% give (rule of thumb: about 90% give)",
+    ]
+    assert parts[3].startswith("Focus connections:\n- Grace Hopper: nurture")
+    questions = parts[4].splitlines()
+    assert questions[0] == "Questions:"
+    assert [q.split(":")[0] for q in questions[1:]] == ["- Keep", "- Change", "- Add"]
+    assert "with Grace Hopper" in questions[1] and "for Linus, Women in Tech London" in questions[2]
+
+
+def test_review_text_is_byte_stable_and_a_new_entry_changes_it_without_moving_the_block() -> None:
+    plan = london_plan(GRACE, WITL)
+    log = [met("Grace Hopper", date(2026, 11, 16))]
+    first = reviews(plan, log, NOW)
+    # A day later, with what was placed kept: the same words, the same places.
+    later = reviews(plan, log, NOW + timedelta(days=1, hours=1), list(first.values()))
+    regular = list(first)
+    assert regular and all(later[k].description == first[k].description for k in regular)
+    assert all(later[k].start == first[k].start for k in regular)
+    # An ask logged: every review's text changes, but no block moves.
+    asked = reviews(plan, [*log, met("Grace Hopper", date(2026, 11, 23), "ask")], NOW, list(first.values()))
+    for key in first:
+        assert asked[key].description != first[key].description
+        assert "1 give, 1 ask: 50% give" in asked[key].description
+        assert asked[key].start == first[key].start
