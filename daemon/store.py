@@ -438,6 +438,22 @@ class Store:
                 s.flush()
             return _stored_interaction(row)
 
+    def edit_interaction(
+        self, interaction_id: int, *, kind: InteractionKind | None = None, note: str | None = None
+    ) -> StoredInteraction:
+        """Correct an entry's kind (give or ask) and note; what happened and when stay as they were."""
+        with self._write() as s:
+            row = s.get(InteractionRow, interaction_id)
+            if row is None:
+                raise InteractionNotFound(interaction_id)
+            if kind is not None:
+                row.kind = InteractionKind(kind).value
+            if note is not None:
+                row.note = note
+            s.add(row)
+            s.flush()
+            return _stored_interaction(row)
+
     def reviews_done(self) -> list[datetime]:
         """When self-reviews happened: completed review occurrences and review entries logged by hand
         (interactions with connection `REVIEW_CONNECTION`), oldest first."""
