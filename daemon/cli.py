@@ -666,17 +666,20 @@ def render_plan_diff(
     before: dict[str, Occurrence], after: dict[str, Occurrence], zone: ZoneInfo, plan_path: Path
 ) -> str:
     def when(occ: Occurrence) -> str:
-        return f"{occ.start.astimezone(zone):%a %d %b %Y %H:%M}"
+        return f"{occ.start.astimezone(zone):%a %d %b %Y %H:%M}-{occ.end.astimezone(zone):%H:%M}"
+
+    def span(occ: Occurrence) -> tuple[datetime, datetime]:
+        return occ.start, occ.end
 
     lines: list[str] = []
     for occ in sorted((o for k, o in after.items() if k not in before), key=lambda o: (o.start, o.key)):
         lines.append(f"+ added    {when(occ)}  {occ.title}")
-    moved = [(before[k], o) for k, o in after.items() if k in before and before[k].start != o.start]
+    moved = [(before[k], o) for k, o in after.items() if k in before and span(before[k]) != span(o)]
     for old, new in sorted(moved, key=lambda pair: (pair[1].start, pair[1].key)):
         lines.append(f"~ moved    {when(old)} -> {when(new)}  {new.title}")
     for occ in sorted((o for k, o in before.items() if k not in after), key=lambda o: (o.start, o.key)):
         lines.append(f"- removed  {when(occ)}  {occ.title}")
-    same = [k for k, o in after.items() if k in before and before[k].start == o.start]
+    same = [k for k, o in after.items() if k in before and span(before[k]) == span(o)]
     reworded = sum(
         1 for k in same if (before[k].title, before[k].description) != (after[k].title, after[k].description)
     )
