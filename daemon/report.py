@@ -15,17 +15,22 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import jinja2
-import matplotlib
 from markupsafe import Markup
-from matplotlib.figure import Figure
 
 from schedules.audit import GIVE_RULE_OF_THUMB, Audit, Balance, ConnectionFacts, Section
 from schedules.events import Interaction, InteractionKind
 from schedules.model import Plan
 from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus
+
+if TYPE_CHECKING:
+    # matplotlib takes a second to import: only the --html and --png paths load it.
+    from matplotlib.artist import Artist
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 QUARTER = timedelta(days=91)
 GIVE_COLOUR, ASK_COLOUR, PLANNED_COLOUR, OVERDUE_COLOUR = "#2e7d32", "#ef6c00", "#1565c0", "#c62828"
@@ -39,6 +44,8 @@ def _x(day: date) -> float:
 
 
 def _style() -> AbstractContextManager[None]:
+    import matplotlib
+
     return matplotlib.rc_context(
         {"svg.fonttype": "none", "svg.hashsalt": "circleback", "font.family": "DejaVu Sans"}
     )
@@ -103,6 +110,8 @@ def balance_phrase(balance: Balance) -> str:
 
 
 def timeline_figure(plan: Plan, result: Audit, rows: Sequence[Row]) -> Figure:
+    from matplotlib.figure import Figure
+
     today = result.today
     figure = Figure(figsize=(11, 1.2 + 0.75 * max(len(rows), 1)), dpi=100, layout="constrained")
     axes = figure.add_subplot()
@@ -141,7 +150,7 @@ def _month_starts(start: date, end: date) -> list[date]:
     return out
 
 
-def _draw_row(axes: matplotlib.axes.Axes, row: Row, y: int, today: date, end: date) -> None:
+def _draw_row(axes: Axes, row: Row, y: int, today: date, end: date) -> None:
     facts = row.facts
     every = facts.connection.every
     if facts.due is not None and facts.overdue(today):
@@ -167,9 +176,7 @@ def _draw_row(axes: matplotlib.axes.Axes, row: Row, y: int, today: date, end: da
     _marks(axes, tuple(day for day, _ in row.settled), y, "x", OVERDUE_COLOUR, filled=True)
 
 
-def _marks(
-    axes: matplotlib.axes.Axes, days: Sequence[date], y: int, marker: str, colour: str, *, filled: bool
-) -> None:
+def _marks(axes: Axes, days: Sequence[date], y: int, marker: str, colour: str, *, filled: bool) -> None:
     if not days:
         return
     xs = [_x(d) for d in days]
@@ -185,7 +192,7 @@ def _marks(
     )
 
 
-def _legend(axes: matplotlib.axes.Axes) -> list[matplotlib.artist.Artist]:
+def _legend(axes: Axes) -> list[Artist]:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 

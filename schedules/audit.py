@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -169,18 +169,26 @@ def audit(
     due, as the planner remembers it (the earliest touchpoint in `occurrences` counts too).
     """
     zone = ZoneInfo(plan.timezone)
+    # The end of `today` as an instant: comparing instants is cheap, and an organisation's log is long;
+    # only the focus connections' entries need their local dates.
+    day_after = datetime.combine(today + timedelta(days=1), time(0), zone)
+    in_plan = {c.name.casefold() for c in plan.connections}
     met: dict[str, list[date]] = {}
     asked: dict[str, list[date]] = {}
-    balances: dict[str, Balance] = {}
+    counts: dict[tuple[str, InteractionKind], int] = {}
     for entry in interactions:
-        day = entry.at.astimezone(zone).date()
-        if day > today or entry.connection == REVIEW_LOG_NAME:
+        if entry.at >= day_after or entry.connection == REVIEW_LOG_NAME:
             continue
         folded = entry.connection.casefold()
-        met.setdefault(folded, []).append(day)
-        one = Balance(1, 0) if entry.kind is InteractionKind.GIVE else Balance(0, 1)
-        if entry.kind is InteractionKind.ASK:
-            asked.setdefault(folded, []).append(day)
+        counts[folded, entry.kind] = counts.get((folded, entry.kind), 0) + 1
+        if folded in in_plan:
+            day = entry.at.astimezone(zone).date()
+            met.setdefault(folded, []).append(day)
+            if entry.kind is InteractionKind.ASK:
+                asked.setdefault(folded, []).append(day)
+    balances: dict[str, Balance] = {}
+    for (folded, kind), count in counts.items():
+        one = Balance(count, 0) if kind is InteractionKind.GIVE else Balance(0, count)
         balances[folded] = balances.get(folded, Balance()) + one
     touchpoints = _touchpoints_by_connection(occurrences, today)
     firsts = dict(first_due)
@@ -205,7 +213,6 @@ def audit(
         findings += _overdue_or_stalled(fact, today)
         findings += _going_cold(fact, today)
         findings += _skipped(fact, touchpoints.get(fact.name.casefold(), []))
-    in_plan = {c.name.casefold() for c in plan.connections}
     elsewhere = sum((b for name, b in sorted(balances.items()) if name not in in_plan), Balance())
     total = sum((f.balance for f in facts), Balance()) + elsewhere
     return Audit(today, tuple(findings), facts, total, elsewhere)
