@@ -146,3 +146,13 @@ def test_audit_report_into_a_missing_directory_fails_cleanly(cb: Cb, tmp_path: P
     status, _, err = cb("audit", "--html", str(tmp_path / "nope" / "a.html"))
     assert status == 1 and err.startswith("error:") and "Traceback" not in err
     assert not (tmp_path / "nope").exists()
+
+
+def test_every_new_command_has_help(cb: Cb, capsys: pytest.CaptureFixture[str]) -> None:
+    from daemon.cli import main
+
+    for args in (["audit"], ["log", "edit"], ["done"], ["plan", "diff"]):
+        with pytest.raises(SystemExit) as exited:
+            main([*args, "--help"])
+        assert exited.value.code == 0
+        assert capsys.readouterr().out.startswith(f"usage: circleback {' '.join(args)}")
