@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: run test bench clean
+.PHONY: run test bench clean chromium
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,21 @@ run: $(VENV)/.installed
 	$(BIN)/circleback sync
 	$(BIN)/circleback agenda --days 28
 
-## make test: ruff, mypy, then the whole test suite (PostgreSQL on 127.0.0.1:5432 is started if needed)
-test: $(VENV)/.installed-dev
+## make chromium: Debian's headless browser, which tests/test_report_browser.py opens the audit report in
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && apt-get install -y -q --no-install-recommends chromium; \
+	  else \
+	    echo "error: /usr/bin/chromium is missing and only root can install it: run" \
+	      "'sudo apt-get install --no-install-recommends chromium', then 'make test' again" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+## make test: ruff, mypy, then the whole test suite (PostgreSQL on 127.0.0.1:5432 is started if needed;
+## Chromium is installed if missing)
+test: $(VENV)/.installed-dev chromium
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

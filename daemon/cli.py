@@ -26,7 +26,7 @@ from daemon.config import ConfigError, Settings, add_flags, flag_overrides, load
 from daemon.cycle import run_cycle
 from daemon.errors import BadInput
 from daemon.secret_token import TokenFileError
-from daemon.store import REVIEW_CONNECTION, DatabaseURLError, StoreError
+from daemon.store import REVIEW_CONNECTION, DatabaseURLError, Store, StoreError
 from schedules.decide import OPEN_STATUSES
 from schedules.events import Interaction, InteractionKind
 from schedules.model import Plan
@@ -88,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan_commands = plan.add_subparsers(dest="plan_command", metavar="COMMAND", required=True)
     check = command("check", "validate the focus plan and report every problem", plan_commands)
     check.add_argument("plan_file", nargs="?", type=Path, metavar="PLAN")
+    diff = command(
+        "diff", "show what an edited plan would change in the calendar (nothing is written)", plan_commands
+    )
+    diff.add_argument("plan_file", nargs="?", type=Path, metavar="PLAN", help="the edited plan")
 
     agenda = command("agenda", "show the planned touchpoints and reviews")
     agenda.add_argument("--from", dest="start", type=_iso_date, metavar="DATE", help="first day, YYYY-MM-DD")
@@ -119,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--all", action="store_true", help="include undone entries")
     undo = command("undo", "take back a log entry", log_commands)
     undo.add_argument("entry_id", type=int, metavar="ID")
+    edit = command("edit", "correct a log entry: whether it gave or asked, and its note", log_commands)
+    edit.add_argument("entry_id", type=int, metavar="ID")
+    edit.add_argument("--kind", choices=[k.value for k in InteractionKind])
+    edit.add_argument("--note", help="replaces the entry's note")
 
     review = commands.add_parser(
         "review", help="your self-review blocks", description="your self-review blocks"
@@ -132,6 +140,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     skip = command("skip", "skip one planned touchpoint or review (the next one is planned as usual)")
     skip.add_argument("occurrence", metavar="KEY_OR_UID", help="as shown by `circleback agenda --json`")
+
+    finished = command("done", "record a planned touchpoint as done, with what happened")
+    finished.add_argument("occurrence", metavar="KEY_OR_UID", help="as shown by `circleback agenda --json`")
+    finished.add_argument("--kind", choices=[k.value for k in InteractionKind], help="give (default) or ask")
+    finished.add_argument("--note", help="what was said, what they care about")
+
+    audit_cmd = command(
+        "audit", "a SWOT of your network from the plan and the log, with the give/ask balance"
+    )
+    audit_cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    audit_cmd.add_argument(
+        "--html", type=Path, metavar="FILE", help="also write a self-contained HTML report"
+    )
+    audit_cmd.add_argument("--png", type=Path, metavar="FILE", help="also write the timeline as a PNG")
 
     status = command("status", "per connection: last interaction, next due, overdue; calendar health")
     status.add_argument("--json", action="store_true", help="machine-readable output")
@@ -519,6 +541,150 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_service(_settings(args))
 
 
+# --------------------------------------------------------------------------------------------- the audit
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from daemon import report
+    from schedules.audit import audit
+
+    settings = _settings(args)
+    plan = load_plan(settings.plan)
+    today = _now_from(args).astimezone(ZoneInfo(plan.timezone)).date()
+    with open_store(settings, read_only=True) as store:
+        interactions = [row.interaction for row in store.interactions()]
+        occurrences = [(row.occurrence, row.status) for row in store.occurrences()]
+    result = audit(plan, interactions, occurrences, today)
+    if args.html or args.png:
+        rows = report.timeline_rows(plan, result, interactions, occurrences)
+        figure = report.timeline_figure(plan, result, rows)
+        if args.html:
+            page = report.render_html(plan, result, rows, report.figure_svg(figure))
+            report.write_atomically(args.html, page.encode("utf-8"))
+        if args.png:
+            report.write_atomically(args.png, report.figure_png(figure))
+    if args.json:
+        _print_json(report.audit_json(result))
+    else:
+        print(report.audit_text(result))
+        for path in (args.html, args.png):
+            if path:
+                print(f"wrote {path}")
+    return EXIT_OK
+
+
+def cmd_log_edit(args: argparse.Namespace) -> int:
+    if args.kind is None and args.note is None:
+        raise BadInput("log edit: say what to change with --kind give|ask and/or --note TEXT")
+    settings = _settings(args)
+    plan = load_plan(settings.plan)
+    kind = InteractionKind(args.kind) if args.kind else None
+    with open_store(settings, now=_now_from(args)) as store:
+        try:
+            row = store.edit_interaction(args.entry_id, kind=kind, note=args.note)
+        except KeyError:
+            raise BadInput(f"no log entry #{args.entry_id} (see `circleback log list`)") from None
+    mark = " (undone)" if row.undone else ""
+    print(f"edited #{row.id}: {render.interaction_line(row.interaction, ZoneInfo(plan.timezone))}{mark}")
+    return EXIT_OK
+
+
+def cmd_done(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    plan = load_plan(settings.plan)
+    now = _now_from(args)
+    zone = ZoneInfo(plan.timezone)
+    with open_store(settings, now=now) as store:
+        row = next((r for r in store.occurrences() if args.occurrence in (r.key, r.occurrence.uid)), None)
+        if row is None:
+            raise BadInput(f"no touchpoint {args.occurrence!r} (see the keys in `circleback agenda --json`)")
+        occ = row.occurrence
+        if row.status is OccurrenceStatus.COMPLETED:
+            return _done_again(store, args, row.key, occ, zone)
+        if occ.start > now + timedelta(hours=24) and row.status in OPEN_STATUSES:
+            when = occ.start.astimezone(zone)
+            raise BadInput(f"{occ.title} is on {when:%a %d %b}; record it as done once it has happened")
+        # Done before its planned time (a call today instead of Thursday) counts from now.
+        at = min(occ.start, now)
+        entries: list[tuple[Interaction, str | None]] = []
+        if occ.connection is not None:
+            known = plan.connection(occ.connection)
+            name = known.name if known is not None else occ.connection
+            kind = InteractionKind(args.kind or "give")
+            entry = Interaction(name, at, kind, args.note or "", "touchpoint", occ.uid)
+            entries.append((entry, row.key))
+        elif args.note:
+            entries.append((Interaction(REVIEW_CONNECTION, at, note=args.note, source="manual"), None))
+        store.save_cycle(
+            revisions=(),
+            removed=(),
+            statuses={row.key: (OccurrenceStatus.COMPLETED, at, None)},
+            interactions=entries,
+        )
+    print(f"done: {occ.title} on {at.astimezone(zone):%a %d %b %H:%M}; the next one is planned from it")
+    return EXIT_OK
+
+
+def _done_again(store: Store, args: argparse.Namespace, key: str, occ: Occurrence, zone: ZoneInfo) -> int:
+    """A touchpoint already seen done: `done` then only corrects what its log entry says."""
+    entry = next((r for r in store.interactions() if r.occurrence_key == key), None)
+    if entry is None or (args.kind is None and args.note is None):
+        print(f"{occ.title} is already done; nothing to change")
+        return EXIT_OK
+    kind = InteractionKind(args.kind) if args.kind else None
+    edited = store.edit_interaction(entry.id, kind=kind, note=args.note)
+    print(f"already done; edited #{edited.id}: {render.interaction_line(edited.interaction, zone)}")
+    return EXIT_OK
+
+
+def cmd_plan_diff(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    load_plan(settings.plan)  # a broken plan is reported before anything is read
+    now = _now_from(args)
+    with open_store(settings, read_only=True) as store:
+        rows = store.occurrences()
+    settled = {row.key for row in rows if row.status not in OPEN_STATUSES}
+    before = {
+        row.key: row.occurrence for row in rows if row.status in OPEN_STATUSES and row.occurrence.end > now
+    }
+    plan, report = _cycle(args, dry_run=True)
+    after = {
+        r.occurrence.key: r.occurrence
+        for r in report.published
+        if r.occurrence.end > now and r.occurrence.key not in settled
+    }
+    zone = ZoneInfo(plan.timezone)
+    print(render_plan_diff(before, after, zone, settings.plan))
+    return EXIT_FAILURE if report.faults else EXIT_OK
+
+
+def render_plan_diff(
+    before: dict[str, Occurrence], after: dict[str, Occurrence], zone: ZoneInfo, plan_path: Path
+) -> str:
+    def when(occ: Occurrence) -> str:
+        return f"{occ.start.astimezone(zone):%a %d %b %Y %H:%M}-{occ.end.astimezone(zone):%H:%M}"
+
+    def span(occ: Occurrence) -> tuple[datetime, datetime]:
+        return occ.start, occ.end
+
+    lines: list[str] = []
+    for occ in sorted((o for k, o in after.items() if k not in before), key=lambda o: (o.start, o.key)):
+        lines.append(f"+ added    {when(occ)}  {occ.title}")
+    moved = [(before[k], o) for k, o in after.items() if k in before and span(before[k]) != span(o)]
+    for old, new in sorted(moved, key=lambda pair: (pair[1].start, pair[1].key)):
+        lines.append(f"~ moved    {when(old)} -> {when(new)}  {new.title}")
+    for occ in sorted((o for k, o in before.items() if k not in after), key=lambda o: (o.start, o.key)):
+        lines.append(f"- removed  {when(occ)}  {occ.title}")
+    same = [k for k, o in after.items() if k in before and span(before[k]) == span(o)]
+    reworded = sum(
+        1 for k in same if (before[k].title, before[k].description) != (after[k].title, after[k].description)
+    )
+    if not lines:
+        lines.append(f"{plan_path}: no touchpoint or review would be added, moved or removed")
+    lines.append(f"{len(same)} unchanged in place ({reworded} with new text)")
+    return "\n".join(lines)
+
+
 HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("init", None): cmd_init,
     ("plan", "check"): cmd_plan_check,
@@ -531,6 +697,10 @@ HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("log", "add"): cmd_log_add,
     ("log", "list"): cmd_log_list,
     ("log", "undo"): cmd_log_undo,
+    ("log", "edit"): cmd_log_edit,
+    ("plan", "diff"): cmd_plan_diff,
+    ("done", None): cmd_done,
+    ("audit", None): cmd_audit,
     ("review", "done"): cmd_review_done,
     ("skip", None): cmd_skip,
     ("status", None): cmd_status,

@@ -567,6 +567,20 @@ class Store:
                 s.flush()
             return _stored_interaction(row)
 
+    def edit_interaction(
+        self, interaction_id: int, *, kind: InteractionKind | None = None, note: str | None = None
+    ) -> StoredInteraction:
+        """Correct an entry's kind (give or ask) and note; what happened and when stay as they were."""
+        with self._write() as s:
+            row = self._interaction_row(s, interaction_id)
+            if kind is not None:
+                row.kind = InteractionKind(kind).value
+            if note is not None:
+                row.note = note
+            s.add(row)
+            s.flush()
+            return _stored_interaction(row)
+
     def _interaction_values(self, interaction: Interaction, occurrence_key: str | None) -> dict[str, Any]:
         _check_source(interaction.source)
         kind = InteractionKind(interaction.kind)

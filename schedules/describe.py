@@ -7,10 +7,12 @@ every change).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date
 
+from schedules.audit import GIVE_RULE_OF_THUMB, Audit, Rule, audit
 from schedules.cadence import Cadence
+from schedules.events import Interaction
 from schedules.model import Connection, Plan, Stage
 
 STAGE_MEANING = {
@@ -105,6 +107,53 @@ def going_cold(connection: Connection, last_met: date | None, today: date) -> bo
     return last_met is not None and connection.every.add(last_met) < today
 
 
+def _names(items: Sequence[str]) -> str:
+    return ", ".join(items) if items else "none"
+
+
+def review_headline(result: Audit) -> list[str]:
+    """The audit in four lines: what went well, what is overdue, which target is stalled, give and ask."""
+    today = result.today
+    overdue = [
+        f"{fact.name} (due {fact.due.isoformat()})"
+        for fact in result.facts
+        if fact.due is not None and fact.overdue(today) and not fact.connection.target
+    ]
+    stalled = [
+        f"{fact.name} (last met {fact.last_met.isoformat()})"
+        if fact.last_met
+        else f"{fact.name} (no first meeting yet)"
+        for fact in result.facts
+        if fact.name in result.names(Rule.STALLED)
+    ]
+    return [
+        f"Went well: {_names(result.names(Rule.AT_CADENCE))}",
+        f"Overdue: {_names(overdue)}",
+        f"Stalled target: {_names(stalled)}",
+        f"Give/ask: {result.balance.phrase()} (rule of thumb: about {GIVE_RULE_OF_THUMB:.0%} give)",
+    ]
+
+
+def review_questions(plan: Plan, result: Audit) -> list[str]:
+    """Keep, change, add: the three questions of a review, pointed at the audit's facts."""
+    well = result.names(Rule.AT_CADENCE)
+    behind = [f.name for f in result.facts if f.overdue(result.today)]
+    keep = f" with {', '.join(well)}" if well else ""
+    change = f" for {', '.join(behind)}" if behind else ""
+    if any(c.target for c in plan.connections):
+        add = (
+            "- Add: which new connection would help next? Is your target still new, or has it become regular?"
+        )
+    else:
+        add = "- Add: No connection is a target: which new connection would help? Add one."
+    return [
+        f"- Keep: what worked{keep} that you will keep doing?",
+        f"- Change: what will you change{change}: stage, cadence, next wise action; "
+        "does each touchpoint give rather than ask?",
+        add,
+    ]
+
+
 def review_description(
     plan: Plan,
     *,
@@ -113,18 +162,22 @@ def review_description(
     kickoff: bool = False,
     overdue_since: date | None = None,
     due: date | None = None,
+    interactions: Sequence[Interaction] = (),
+    first_due: Mapping[str, date] = {},
 ) -> str:
-    """The review's body: the mindset, the focus list, and the method's questions.
+    """The review's body: the mindset, the audit's headline and balance, the focus list, three questions.
 
-    `last_met` is keyed by casefolded connection name. `today` is the planning date, used only to decide
-    which connections are going cold (that flips rarely, so the text stays stable from run to run).
+    `last_met` is keyed by casefolded connection name. `today` is the review's own date: the audit is read
+    as of that day, so the text depends only on the plan, the log and the block's date, and stays the
+    same from run to run until one of them changes.
     """
+    result = audit(plan, interactions, (), today, first_due=first_due)
     lines: list[str] = []
     if kickoff:
         lines += ["Kickoff: 30 minutes with yourself this week to start the plan.", ""]
     elif due is not None:
         lines += [f"Why now: the review {cadence_phrase(plan.review.every)}, due {due.isoformat()}", ""]
-    lines += [f"Mindset: {plan.mindset}", "", "Focus connections:"]
+    lines += [f"Mindset: {plan.mindset}", "", *review_headline(result), "", "Focus connections:"]
     for connection in plan.connections:
         met = last_met.get(connection.name.casefold())
         target = ", target" if connection.target else ""
@@ -133,25 +186,7 @@ def review_description(
             f" {cadence_phrase(connection.every)}; last met {met.isoformat() if met else 'not yet'};"
             f" next wise action: {connection.next_action}"
         )
-    cold = [c.name for c in plan.connections if going_cold(c, last_met.get(c.name.casefold()), today)]
-    never = [c.name for c in plan.connections if last_met.get(c.name.casefold()) is None]
-    lines += ["", "Questions:"]
-    if any(c.target for c in plan.connections):
-        lines.append(
-            "- Is at least one connection still a new target you are creating, or has it become one?"
-        )
-    else:
-        lines.append("- No connection is a target: which new connection would help? Add one.")
-    if cold:
-        lines.append(f"- Going cold: {', '.join(cold)}. What is the next wise action for each?")
-    else:
-        lines.append("- Is any relationship going cold? Who have you not seen in a while?")
-    if never:
-        lines.append(f"- Not met yet: {', '.join(never)}. What would make the first contact easy?")
-    lines += [
-        "- Did most touchpoints give (help, congratulate, share, introduce) rather than ask?",
-        "- Adjust the plan: stages, cadences, next wise actions; swap a connection that no longer serves.",
-    ]
+    lines += ["", "Questions:", *review_questions(plan, result)]
     if overdue_since is not None:
         lines += ["", f"Overdue since {overdue_since.isoformat()}"]
     return "\n".join(lines)

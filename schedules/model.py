@@ -22,6 +22,17 @@ class Stage(StrEnum):
     ELEVATE = "elevate"
 
 
+class Role(StrEnum):
+    """What a connection is to the person (optional in the plan); the audit looks for the missing ones."""
+
+    MENTOR = "mentor"
+    SPONSOR = "sponsor"
+    PEER = "peer"
+    CLIENT = "client"
+    TEAM = "team"
+    COMMUNITY = "community"
+
+
 class ConnectionKind(StrEnum):
     PERSON = "person"
     GROUP = "group"
@@ -95,6 +106,7 @@ class Connection:
     keywords: tuple[str, ...] = ()  # title words that identify a group's events (lower-cased)
     notes: str = ""  # what they care about, what was said last time: shown in the touchpoint
     prefer: tuple[Window, ...] | None = None  # this connection's own windows, overriding the plan's
+    role: Role | None = None  # mentor, sponsor, peer, client, team or community, when the plan says
 
     @property
     def all_emails(self) -> tuple[str, ...]:

@@ -55,6 +55,7 @@ from schedules.model import (
     Placement,
     Plan,
     Review,
+    Role,
     Stage,
     Window,
     WorkingHours,
@@ -84,6 +85,7 @@ CONNECTION_KEYS = (
     "next_action",
     "notes",
     "prefer",
+    "role",
 )
 
 # Words people reach for instead of our key names; difflib alone cannot see that 'cadence' means 'every'.
@@ -616,8 +618,10 @@ class _Checker:
         prefer = self.windows(given) if given is not None else None
         if given is not None and prefer is None:
             return entry
+        role_ok, role = self.role(_given(fields, "role"))
         if (
-            name is None
+            not role_ok
+            or name is None
             or kind is None
             or not emails_ok
             or keywords is None
@@ -643,8 +647,16 @@ class _Checker:
             keywords=keywords,
             notes=notes,
             prefer=prefer,
+            role=role,
         )
         return entry
+
+    def role(self, item: _Item | None) -> tuple[bool, Role | None]:
+        """The optional role, and whether it was valid (an invalid one is recorded as an issue)."""
+        if item is None:
+            return True, None
+        value = self.choice(item, [r.value for r in Role])
+        return value is not None, None if value is None else Role(value)
 
     def keywords(self, item: _Item | None) -> tuple[str, ...] | None:
         if item is None:

@@ -466,8 +466,11 @@ def plan_placement(
                 unplaced.append(Unplaced(demand.key, name, demand.due, placer.why_not(demand)))
 
     met_dates = {name: local_date(at, zone) for name, at in last_met.items()}
+    # The same first due dates the touchpoint chains use (today for a connection never planned before), so
+    # the review text of the first run is the text of every run after it.
+    context = _ReviewContext(interactions, {n: min(first_due.get(n, today), today) for n in names})
     out = [
-        _occurrence(plan, demand, placer.placed[demand.key], met_dates, zone, today)
+        _occurrence(plan, demand, placer.placed[demand.key], met_dates, zone, context)
         for demand in demands
         if demand.key in placer.placed
     ]
@@ -477,20 +480,37 @@ def plan_placement(
     )
 
 
+@dataclass(frozen=True)
+class _ReviewContext:
+    """What a review block's pre-filled audit is read from: the log and the first due dates."""
+
+    interactions: Sequence[Interaction]
+    first_due: Mapping[str, date]
+
+
 def _occurrence(
-    plan: Plan, demand: Demand, slot: Interval, met: Mapping[str, date], zone: ZoneInfo, today: date
+    plan: Plan,
+    demand: Demand,
+    slot: Interval,
+    met: Mapping[str, date],
+    zone: ZoneInfo,
+    review: _ReviewContext,
 ) -> Occurrence:
     connection = demand.connection
     overdue_since = demand.due if demand.overdue else None
     if connection is None:
         title = review_title(kickoff=demand.kickoff)
+        # Read as of the block's own date, never the planning run's: the text then changes only when the
+        # plan or the log does, so the feed stays byte for byte the same from run to run.
         description = review_description(
             plan,
             last_met=met,
-            today=today,
+            today=local_date(slot.start, zone),
             kickoff=demand.kickoff,
             overdue_since=overdue_since,
             due=demand.due,
+            interactions=review.interactions,
+            first_due=review.first_due,
         )
     else:
         title = touchpoint_title(connection)

@@ -171,10 +171,11 @@ def test_review_description_carries_the_mindset_and_the_focus_list() -> None:
     assert "Grace Hopper: nurture (keep it alive), every 2 weeks; last met 2026-11-02;" in text
     assert "Women in Tech London: find (make the connection), target, every month; last met not yet;" in text
     assert "next wise action: Attend the next meetup and meet two organisers" in text
-    assert "- Going cold: Grace Hopper." in text
-    assert "- Not met yet: Women in Tech London." in text
+    # The audit's headline, read as of the block's own date (24 November: Grace was due on the 16th).
+    assert "Overdue: Grace Hopper (due 2026-11-16)" in text
+    assert "Give/ask: 1 give, 0 ask: 100% give (rule of thumb: about 90% give)" in text
     assert "target" in text.split("Questions:")[1]
-    assert "Adjust the plan" in text
+    assert "- Change: what will you change for Grace Hopper" in text
     assert text.startswith("Kickoff: 30 minutes with yourself this week")
     regular = next(o for o in got if o.key == "review:2026-12")
     assert not regular.description.startswith("Kickoff")
@@ -628,7 +629,7 @@ def test_target_touchpoint_says_so() -> None:
 def test_review_without_a_target_asks_for_one() -> None:
     text = review_description(plan_with(GRACE), last_met={}, today=MONDAY)
     assert "No connection is a target" in text
-    assert "- Going cold:" not in text
+    assert "Overdue: none" in text
 
 
 def test_a_never_met_connection_keeps_its_first_due_date_across_days_and_weeks() -> None:
