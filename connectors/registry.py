@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from connectors.base import Reader, Writer
 
 if TYPE_CHECKING:
+    from connectors.google import GoogleCalendar
     from connectors.memory import MemoryCalendar
 
 ReaderFactory = Callable[..., Reader]
@@ -34,8 +35,17 @@ def _memory(**options: Any) -> MemoryCalendar:
     return shared_calendar(**options)
 
 
-READERS: dict[str, ReaderFactory] = {"ics": _ics_reader, "memory": _memory}
-WRITERS: dict[str, WriterFactory] = {"ics_feed": _feed_writer, "memory": _memory}
+def _google(**options: Any) -> GoogleCalendar:
+    # Options come as `make_google_calendar`'s keywords: `options` (a GoogleOptions), name, plan_timezone,
+    # owner_emails, and optionally credentials, owner, contact_emails.
+    from connectors.google import make_google_calendar
+
+    settings = options.pop("options")
+    return make_google_calendar(settings, **options)
+
+
+READERS: dict[str, ReaderFactory] = {"ics": _ics_reader, "memory": _memory, "google": _google}
+WRITERS: dict[str, WriterFactory] = {"ics_feed": _feed_writer, "memory": _memory, "google": _google}
 
 
 def make_reader(kind: str, **options: Any) -> Reader:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -111,6 +112,8 @@ class Snapshot:
     # Set when the calendar could not be read and an earlier copy was used instead: the data is usable,
     # but the calendar is failing and must be retried and reported.
     stale: str | None = None
+    # The calendar's new persisted state (sync tokens, validators); None leaves the stored one unchanged.
+    state: Mapping[str, str] | None = None
 
 
 class InteractionKind(StrEnum):
