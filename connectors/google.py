@@ -325,7 +325,26 @@ class GoogleCalendar:
                 calls.append(self._delete(key, placed.remote_id))
         with self._reaching():
             results.extend(self._write(calls, wanted, placements))
-        return _applied(results)
+        return _applied(results, self._forget_deleted(state, results, placements))
+
+    def _forget_deleted(
+        self, state: CalendarState, results: Sequence[EventResult], placements: Mapping[str, Placement]
+    ) -> dict[str, str] | None:
+        """The state with the ids circleback itself deleted: in Google they linger as cancelled, and a
+        read must not report them as the person's deletions."""
+        name = f"deleted:{self.options.calendar_id}"
+        deleted = set(json.loads(state.get(name, "[]")))
+        before = set(deleted)
+        for result in results:
+            if result.outcome is not Outcome.DONE:
+                continue
+            if result.action == "delete" and result.key in placements:
+                deleted.add(placements[result.key].remote_id)
+            elif result.placement is not None:
+                deleted.discard(result.placement.remote_id)
+        if deleted == before:
+            return None
+        return {**state, name: json.dumps(sorted(deleted), separators=(",", ":"))}
 
     def _write(
         self, calls: Sequence[_Call], wanted: Mapping[str, Revision], placements: Mapping[str, Placement]
@@ -446,7 +465,11 @@ class GoogleCalendar:
                     new_state[f"freebusy:{calendar}"] = "1"
                     free_busy_only.append(calendar)
                     continue
-                records.extend(cache.values())
+                ours_deleted = set(json.loads(new_state.get(f"deleted:{calendar}", "[]")))
+                records.extend(r for r in cache.values() if not (r.get("c") and r["id"] in ours_deleted))
+                if ours_deleted:
+                    kept = sorted(ours_deleted & cache.keys())
+                    new_state[f"deleted:{calendar}"] = json.dumps(kept, separators=(",", ":"))
             busy_elsewhere = self._free_busy(free_busy_only, window) if free_busy_only else []
         observations = sorted(
             (obs for obs in (self._observe(r) for r in records) if obs is not None and _inside(obs, window)),
@@ -699,13 +722,19 @@ def _as_create(result: EventResult) -> EventResult:
     )
 
 
-def _applied(results: Sequence[EventResult]) -> Applied:
+def _applied(results: Sequence[EventResult], state: Mapping[str, str] | None) -> Applied:
     ordered = tuple(sorted(results, key=lambda r: r.key))
 
     def done(action: str) -> tuple[str, ...]:
         return tuple(r.key for r in ordered if r.action == action and r.outcome is Outcome.DONE)
 
-    return Applied(created=done("create"), updated=done("update"), removed=done("delete"), results=ordered)
+    return Applied(
+        created=done("create"),
+        updated=done("update"),
+        removed=done("delete"),
+        results=ordered,
+        state=state,
+    )
 
 
 def make_google_calendar(

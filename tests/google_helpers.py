@@ -99,6 +99,8 @@ class Keeper:
         revisions = revise(self.revisions, list(desired), now)
         self.revisions = {r.occurrence.key: r for r in revisions}
         applied = self.calendar.apply(revisions, placements=self.placements, state=self.state)
+        if applied.state is not None:
+            self.state = dict(applied.state)
         for result in applied.results:
             if result.outcome is not Outcome.DONE:
                 continue

@@ -204,6 +204,9 @@ def test_only_circleback_events_are_changed_or_deleted(fake_google: FakeGoogle) 
     assert set(removed.removed) == {o.key for o in desired}
     live = fake_google.events(OWNER, include_cancelled=False)
     assert [e["id"] for e in live] == [theirs["id"]]
+    # What circleback deleted itself is not reported as the person deleting it.
+    snapshot = keeper.read()
+    assert [o.uid for o in snapshot.observations] == [theirs["iCalUID"]]
 
 
 def test_only_occurrences_inside_the_horizon_are_written(fake_google: FakeGoogle) -> None:
