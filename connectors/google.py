@@ -311,6 +311,7 @@ class GoogleCalendar:
         wanted = {r.occurrence.key: r for r in desired}
         calls: list[_Call] = []
         results: list[EventResult] = []
+        seen = json.loads(state.get(f"events:{self.options.calendar_id}", "{}"))
         for key, revision in sorted(wanted.items()):
             placed = placements.get(key)
             if placed is None:
@@ -318,6 +319,10 @@ class GoogleCalendar:
                     calls.append(self._insert(revision))
             elif placed.sequence == revision.sequence:
                 results.append(EventResult(key, "keep", placement=placed))
+            elif _holds(seen.get(placed.remote_id), revision):
+                # The calendar already shows this revision (the person moved it there): nothing to write.
+                kept = Placement(key, placed.remote_id, placed.etag, revision.sequence)
+                results.append(EventResult(key, "keep", placement=kept))
             else:
                 calls.append(self._patch(revision, placed.remote_id, "update"))
         for key, placed in sorted(placements.items()):
@@ -634,9 +639,27 @@ def _record(item: Mapping[str, Any], zone: str, cached: Mapping[str, Any] | None
     if KEY_PROPERTY in private:
         record["k"] = str(private[KEY_PROPERTY])
         record["ko"] = str(private.get(OWNER_PROPERTY, "default"))
+        record["d"] = _digest(str(item.get("description", "")))
     if original:
         record["r"] = _rfc3339(_when(original, zone)[0])
     return record
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _holds(record: Mapping[str, Any] | None, revision: Revision) -> bool:
+    """Whether an event as last read already shows `revision` (times, title, description)."""
+    if record is None or record.get("c"):
+        return False
+    occ = revision.occurrence
+    return (record["s"], record["e"], record.get("t"), record.get("d")) == (
+        _rfc3339(occ.start),
+        _rfc3339(occ.end),
+        occ.title,
+        _digest(occ.description),
+    )
 
 
 def _when(value: Mapping[str, Any], zone: str) -> tuple[datetime, bool]:

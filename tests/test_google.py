@@ -285,3 +285,25 @@ def test_another_owners_events_in_the_same_calendar_are_not_ours(fake_google: Fa
     assert all(
         r.outcome is Outcome.DONE for r in Keeper(connector(fake_google, credentials)).apply([]).results
     )
+
+
+def test_following_the_persons_move_costs_no_write(fake_google: FakeGoogle) -> None:
+    keeper = Keeper(connector(fake_google))
+    desired = occurrences(3)
+    keeper.read()
+    keeper.apply(desired)
+    keeper.read()
+    target = desired[2]
+    later = target.start + timedelta(hours=3)
+    fake_google.person_moves(OWNER, event_id("default", target.key), later, later + timedelta(minutes=30))
+    keeper.read()
+    fake_google.clear_log()
+    # The core follows the person: the occurrence is now desired where they put it.
+    followed = dataclasses.replace(target, start=later, end=later + timedelta(minutes=30))
+    applied = keeper.apply([*desired[:2], followed])
+    assert kinds(fake_google) == {}, "the calendar already shows it"
+    result = next(r for r in applied.results if r.key == target.key)
+    assert result.action == "keep" and result.placement is not None and result.placement.sequence == 1
+    # A later real change is still written.
+    retitled = dataclasses.replace(followed, title="Nurture: grace, again")
+    assert keeper.apply([*desired[:2], retitled]).updated == (target.key,)
