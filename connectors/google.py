@@ -177,6 +177,7 @@ class GoogleCalendar:
         rng: random.Random | None = None,
         max_attempts: int = 6,
         timeout: float = 60.0,
+        page_size: int = 2500,  # Google's maximum: fewest list requests
     ) -> None:
         self.name = name
         self.options = options
@@ -192,6 +193,7 @@ class GoogleCalendar:
         self._rng = rng or random.Random()
         self._max_attempts = max(1, max_attempts)
         self._timeout = timeout
+        self._page_size = page_size
         self._service: Any = None
 
     def __repr__(self) -> str:
@@ -533,7 +535,7 @@ class GoogleCalendar:
         zone = ""
         events = self.service.events()
         while True:
-            params = {"calendarId": calendar, "singleEvents": True, "maxResults": 2500, **query}
+            params = {"calendarId": calendar, "singleEvents": True, "maxResults": self._page_size, **query}
             if page_token:
                 params["pageToken"] = page_token
             page = self._execute(partial(events.list, **params))

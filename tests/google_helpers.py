@@ -42,6 +42,7 @@ def connector(
     now: datetime = NOW,
     table: Mapping[str, Any] | None = None,
     owner: str = "default",
+    page_size: int = 2500,
 ) -> GoogleCalendar:
     options = google_options(
         {"api_endpoint": fake.url, "token_uri": fake.token_uri, "horizon": "8 weeks", **(table or {})}, "test"
@@ -56,6 +57,7 @@ def connector(
         clock=lambda: now,
         sleep=lambda seconds: None,  # backoff is exercised, not waited for
         rng=random.Random(7),
+        page_size=page_size,
     )
 
 

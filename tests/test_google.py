@@ -307,3 +307,20 @@ def test_following_the_persons_move_costs_no_write(fake_google: FakeGoogle) -> N
     # A later real change is still written.
     retitled = dataclasses.replace(followed, title="Nurture: grace, again")
     assert keeper.apply([*desired[:2], retitled]).updated == (target.key,)
+
+
+def test_every_page_is_read_full_and_incremental(fake_google: FakeGoogle) -> None:
+    keeper = Keeper(connector(fake_google, page_size=2))
+    desired = occurrences(5)
+    keeper.apply(desired)
+    fake_google.clear_log()
+    assert len(keeper.read().observations) == 5
+    assert [c.query.get("pageToken") is not None for c in fake_google.log] == [False, True, True]
+    moved = [dataclasses.replace(o, title=o.title + "!") for o in desired[:3]]
+    keeper.apply([*moved, *desired[3:]])
+    fake_google.clear_log()
+    snapshot = keeper.read()
+    assert len(fake_google.log) == 2 and all("syncToken" in c.query for c in fake_google.log)
+    assert sorted(o.summary for o in snapshot.observations) == sorted(
+        [o.title for o in moved] + [o.title for o in desired[3:]]
+    )
