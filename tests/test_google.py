@@ -324,3 +324,19 @@ def test_every_page_is_read_full_and_incremental(fake_google: FakeGoogle) -> Non
     assert sorted(o.summary for o in snapshot.observations) == sorted(
         [o.title for o in moved] + [o.title for o in desired[3:]]
     )
+
+
+def test_with_invite_the_contact_is_invited_and_their_answer_is_read(fake_google: FakeGoogle) -> None:
+    calendar = connector(fake_google, table={"invite": True})
+    calendar.contact_emails = {"grace": "grace@example.com"}
+    keeper = Keeper(calendar)
+    (touchpoint,) = occurrences(1)
+    keeper.apply([touchpoint])
+    inserted = next(c for c in fake_google.log if c.kind == "inner")
+    assert inserted.query.get("sendUpdates") == ["all"]
+    stored = fake_google.event(OWNER, event_id("default", touchpoint.key))
+    assert [a["email"] for a in stored["attendees"]] == ["grace@example.com"]
+    fake_google.attendee_responds(OWNER, stored["id"], "grace@example.com", "declined")
+    (obs,) = keeper.read().observations
+    assert obs.circleback_key == touchpoint.key and not obs.cancelled
+    assert [(a.email, a.partstat) for a in obs.attendees] == [("grace@example.com", PartStat.DECLINED)]
