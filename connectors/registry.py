@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from connectors.base import Reader, Writer
 
 if TYPE_CHECKING:
+    from connectors.google import GoogleCalendar
     from connectors.memory import MemoryCalendar
     from schedules.model import Plan
 
@@ -68,6 +69,10 @@ class Backend:
     reads: bool
     writes: bool
     options: tuple[ConnectorOption, ...] = field(default_factory=tuple)
+    # A back end with richer options than ConnectorOption describes checks its whole table itself:
+    # check(table, where) -> the checked value, handed to the factory as options["settings"]; it raises
+    # ValueError with a message that starts with `where` and names the key.
+    check: Callable[[Mapping[str, Any], str], Any] | None = None
 
     def option(self, name: str) -> ConnectorOption | None:
         return next((o for o in self.options if o.name == name), None)
@@ -99,6 +104,24 @@ def _ics_feed(name: str, options: Mapping[str, Any], context: Context) -> Writer
         connector=name,
         marker_secret=context.marker_secret,
     )
+
+
+def _google_backend(name: str, options: Mapping[str, Any], context: Context) -> Any:
+    from connectors.google import make_google_calendar
+
+    return make_google_calendar(
+        options["settings"],
+        name=name,
+        plan_timezone=context.plan.timezone,
+        owner_emails=context.owner_emails,
+        contact_emails={c.name: c.email for c in context.plan.connections if c.email},
+    )
+
+
+def _google_check(table: Mapping[str, Any], where: str) -> Any:
+    from connectors.google_options import google_options
+
+    return google_options(table, where)
 
 
 def _memory_backend(name: str, options: Mapping[str, Any], context: Context) -> MemoryCalendar:
@@ -148,7 +171,18 @@ MEMORY = Backend(
     writes=True,
 )
 
-BACKENDS: dict[str, Backend] = {b.type: b for b in (ICS, ICS_FEED, MEMORY)}
+GOOGLE = Backend(
+    "google",
+    "a Google calendar circleback writes touchpoints into and reads free/busy and meetings from; the keys "
+    "are those of the [google] table (calendar_id, busy_calendars, token_file, client_secrets, "
+    "service_account_file, subject, horizon, api_endpoint, token_uri, invite)",
+    _google_backend,
+    reads=True,
+    writes=True,
+    check=_google_check,
+)
+
+BACKENDS: dict[str, Backend] = {b.type: b for b in (ICS, ICS_FEED, MEMORY, GOOGLE)}
 
 
 def register(backend: Backend) -> None:
@@ -187,8 +221,17 @@ def _memory(**options: Any) -> MemoryCalendar:
     return shared_calendar(**options)
 
 
-READERS: dict[str, ReaderFactory] = {"ics": _ics_reader, "memory": _memory}
-WRITERS: dict[str, WriterFactory] = {"ics_feed": _feed_writer, "memory": _memory}
+def _google(**options: Any) -> GoogleCalendar:
+    # Options come as `make_google_calendar`'s keywords: `options` (a GoogleOptions), name, plan_timezone,
+    # owner_emails, and optionally credentials, owner, contact_emails.
+    from connectors.google import make_google_calendar
+
+    settings = options.pop("options")
+    return make_google_calendar(settings, **options)
+
+
+READERS: dict[str, ReaderFactory] = {"ics": _ics_reader, "memory": _memory, "google": _google}
+WRITERS: dict[str, WriterFactory] = {"ics_feed": _feed_writer, "memory": _memory, "google": _google}
 
 
 def make_reader(kind: str, **options: Any) -> Reader:

@@ -6,6 +6,7 @@ Exit status: 0 success, 2 bad input (plan, config, arguments, unknown names), 1 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -159,6 +160,20 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
     command("run", "run the background service in the foreground (systemd, Docker, launchd)")
+
+    auth = commands.add_parser(
+        "auth", help="connect a calendar account", description="connect a calendar account"
+    )
+    auth_commands = auth.add_subparsers(dest="auth_command", metavar="COMMAND", required=True)
+    google = command(
+        "google", "let circleback use your Google calendar (stores a token, mode 0600)", auth_commands
+    )
+    google.add_argument(
+        "--client-secrets", type=Path, required=True, metavar="FILE", help="OAuth client JSON"
+    )
+    google.add_argument("--no-browser", action="store_true", help="print the address instead of opening it")
+    google.add_argument("--token-file", type=Path, metavar="FILE", help="default: XDG config dir")
+    google.add_argument("--port", type=int, default=0, help="local port for Google's answer (default: any)")
     command("config", "show the settings in force and where each came from")
     return parser
 
@@ -709,6 +724,25 @@ HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
 }
 
 
+def cmd_auth_google(args: argparse.Namespace) -> int:
+    from daemon.google_auth import AuthFailed, authorize
+
+    # The address must reach a person reading over SSH before the flow waits for Google's answer.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)
+    try:
+        path = authorize(
+            args.client_secrets, args.token_file, open_browser=not args.no_browser, port=args.port
+        )
+    except AuthFailed as exc:
+        _fail(EXIT_FAILURE, f"error: {exc}")
+    print(f"Google token stored in {path}")
+    return EXIT_OK
+
+
+HANDLERS[("auth", "google")] = cmd_auth_google
+
+
 def _fail(status: int, message: str) -> NoReturn:
     print(message, file=sys.stderr)
     raise SystemExit(status)
@@ -719,7 +753,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = next(
         (
             getattr(args, name)
-            for name in ("plan_command", "feed_command", "log_command", "review_command")
+            for name in ("plan_command", "feed_command", "log_command", "review_command", "auth_command")
             if getattr(args, name, None)
         ),
         None,

@@ -403,6 +403,7 @@ _SECTIONS = {option.path[0] for option in SCHEMA if len(option.path) == 2}
 CALENDARS = "calendars"
 # The `[feed]` file is the calendar of this name.
 FEED_CALENDAR = "feed"
+GOOGLE = "google"  # the `[google]` table: one Google calendar, named `google`
 
 
 def toml_key(name: str) -> str:
@@ -470,7 +471,7 @@ def _unknown(
 
 
 def _unknown_keys(data: Mapping[str, Any], at: _Lines, where: str) -> list[tuple[int, str]]:
-    known_top = {o.path[0] for o in SCHEMA if len(o.path) == 1} | _SECTIONS | {CALENDARS}
+    known_top = {o.path[0] for o in SCHEMA if len(o.path) == 1} | _SECTIONS | {CALENDARS, GOOGLE}
     problems: list[tuple[int, str]] = []
     for key, value in data.items():
         if key not in known_top:
@@ -619,6 +620,8 @@ def _calendar(
         message = f"unknown calendar type {kind!r} (known: {known})"
         return None, [(type_line, f"{where}:{type_line}: {CALENDARS}.{name}.type: {message}")]
     backend = registry.BACKENDS[kind]
+    if backend.check is not None:
+        return _checked_calendar(name, kind, {k: v for k, v in table.items() if k != "type"}, line, where)
     problems: list[tuple[int, str]] = []
     names = {option.name for option in backend.options}
     for key in table:
@@ -648,6 +651,34 @@ def _calendar(
     if problems:
         return None, problems
     return CalendarConfig(name, kind, options, f"{where}:{line}", origin=origin), []
+
+
+def _checked_calendar(
+    name: str, kind: str, table: Mapping[str, Any], line: int, where: str
+) -> tuple[CalendarConfig | None, list[tuple[int, str]]]:
+    """A calendar whose back end checks its own table (`registry.Backend.check`)."""
+    check = registry.BACKENDS[kind].check
+    assert check is not None
+    try:
+        settings = check(table, f"{where}:{line}: {name}")
+    except ValueError as exc:
+        return None, [(line, str(exc))]
+    origin = {key: f"config file ({where})" for key in table}
+    return CalendarConfig(name, kind, {"settings": settings}, f"{where}:{line}", origin=origin), []
+
+
+def _google_table(
+    data: Mapping[str, Any], at: _Lines, where: str
+) -> tuple[list[CalendarConfig], list[tuple[int, str]]]:
+    """The issue's `[google]` table: the Google calendar named `google`."""
+    table = data.get(GOOGLE)
+    if table is None:
+        return [], []
+    line = at.line((GOOGLE,))
+    if not isinstance(table, Mapping):
+        return [], [(line, f"{where}:{line}: {GOOGLE}: must be a table ([{GOOGLE}])")]
+    calendar, problems = _checked_calendar(GOOGLE, GOOGLE, table, line, where)
+    return ([calendar] if calendar is not None else []), problems
 
 
 def _connector_value(option: ConnectorOption, raw: Any, where: str, state_dir: Path) -> Any:
@@ -836,6 +867,12 @@ def load_settings(
     resolved = _resolve(values, origin)
     calendars, trouble = _calendar_tables(data, lines, str(path), resolved)
     problems.extend(trouble)
+    google, trouble = _google_table(data, lines, str(path))
+    problems.extend(trouble)
+    if google and any(c.name.casefold() == GOOGLE for c in calendars):
+        line = lines.line((GOOGLE,))
+        problems.append((line, f"{path}:{line}: {GOOGLE}: [{CALENDARS}.{GOOGLE}] takes that name already"))
+    calendars = [*google, *calendars]
     if problems:
         raise ConfigError([message for _line, message in sorted(problems, key=lambda p: p[0])])
     for calendar in calendars:

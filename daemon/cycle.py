@@ -170,8 +170,13 @@ def run_cycle(
     placed = {r.occurrence.key for r in revisions}
     for writer in writers:
         try:
+            # The state this cycle's read returned, when the calendar was read too: what a write does
+            # to it (the events circleback itself deleted) must not later read as the person's doing.
+            state = report.calendar_states.get(writer.name)
             applied = writer.apply(
-                published, placements=store.placements(writer.name), state=store.calendar_state(writer.name)
+                published,
+                placements=store.placements(writer.name),
+                state=store.calendar_state(writer.name) if state is None else state,
             )
         except ConnectorError as exc:
             report.faults.append(CalendarFault(exc.calendar, exc.reason))

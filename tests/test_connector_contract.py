@@ -6,6 +6,9 @@ written calendar is seen, and a way to put the person's own events in. The cases
 - memory: `MemoryCalendar` is writer and reader at once; the person's events go into the same calendar.
 - ics: `FeedFile` writes the feed and an `IcsSource` reads that very file (what a subscriber's calendar
   app sees); the person's events live in their own exported `.ics` file, read by a second `IcsSource`.
+- google: `GoogleCalendar` through google-api-python-client against the fake Calendar v3 server
+  (tests/fake_google), with the store's placements and sync state carried between calls; the person's
+  events are put in as their calendar app would.
 
 The instants expected around the 2025 DST changes in Europe/London are written out by hand, so no case
 trusts the zone arithmetic of the code under test. The last section covers what only the memory back end
@@ -15,9 +18,10 @@ offers (a person editing events in it).
 from __future__ import annotations
 
 import abc
+import atexit
 import dataclasses
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import ClassVar
@@ -25,12 +29,27 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from builders import connection, london_plan
+from fake_google import FakeGoogle
+from google.oauth2.credentials import Credentials
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from icalendar import Calendar, Event
 
 from connectors.atomic import write_atomic
-from connectors.base import Applied, ConnectorError, Outcome, Reader, Writer
+from connectors.base import (
+    EMPTY_PLACEMENTS,
+    EMPTY_STATE,
+    Applied,
+    CalendarState,
+    ConnectorError,
+    Outcome,
+    Placement,
+    Reader,
+    Writer,
+)
+from connectors.google import SCOPES as GOOGLE_SCOPES
+from connectors.google import GoogleCalendar
+from connectors.google_options import google_options
 from connectors.ics_feed import FeedFile
 from connectors.ics_source import IcsSource
 from connectors.memory import MemoryCalendar, MemoryEvent, shared_calendar
@@ -290,7 +309,118 @@ def local_midnight_date(moment: datetime) -> date:
     return local.date()
 
 
-HARNESSES: dict[str, type[Harness]] = {"memory": MemoryHarness, "ics": IcsHarness}
+class Remembering:
+    """The Google connector as the cycle uses it: the store's placements and calendar state carried from
+    call to call (the contract's harness calls `apply(desired)` and `read(window)` alone)."""
+
+    def __init__(self, calendar: GoogleCalendar) -> None:
+        self.calendar = calendar
+        self.name = calendar.name
+        self.capabilities = calendar.capabilities
+        self.state: dict[str, str] = {}
+        self.placements: dict[str, Placement] = {}
+
+    def read(self, window: Interval, state: CalendarState = EMPTY_STATE) -> Snapshot:
+        snapshot = self.calendar.read(window, self.state)
+        if snapshot.state is not None:
+            self.state = dict(snapshot.state)
+        return dataclasses.replace(snapshot, state=None)
+
+    def apply(
+        self,
+        desired: Sequence[Revision],
+        *,
+        placements: Mapping[str, Placement] = EMPTY_PLACEMENTS,
+        state: CalendarState = EMPTY_STATE,
+    ) -> Applied:
+        applied = self.calendar.apply(desired, placements=self.placements, state=self.state)
+        if applied.state is not None:
+            self.state = dict(applied.state)
+        for result in applied.results:
+            if result.outcome is Outcome.DONE and result.action == "delete":
+                self.placements.pop(result.key, None)
+            elif result.outcome is Outcome.DONE and result.placement is not None:
+                self.placements[result.key] = result.placement
+        return applied
+
+
+_FAKE: list[FakeGoogle] = []
+
+
+def shared_fake() -> FakeGoogle:
+    """One fake Google server for the module (Hypothesis builds harnesses outside any fixture)."""
+    if not _FAKE:
+        fake = FakeGoogle().start()
+        atexit.register(fake.stop)
+        _FAKE.append(fake)
+    return _FAKE[0]
+
+
+GOOGLE_PARTSTAT = {
+    PartStat.ACCEPTED: "accepted",
+    PartStat.DECLINED: "declined",
+    PartStat.TENTATIVE: "tentative",
+    PartStat.NEEDS_ACTION: "needsAction",
+}
+
+
+class GoogleHarness(Harness):
+    """The Google connector, through the real google-api-python-client, against the fake Calendar v3."""
+
+    writable = True
+
+    def __init__(self, directory: Path) -> None:
+        self.fake = shared_fake()
+        self.fake.reset()
+        refresh_token = self.fake.add_user(OWNER, time_zone=PLAN.timezone)
+        credentials = Credentials(  # type: ignore[no-untyped-call]
+            token=None,
+            refresh_token=refresh_token,
+            token_uri=self.fake.token_uri,
+            client_id="contract",
+            client_secret="not-checked",
+            scopes=GOOGLE_SCOPES,
+        )
+        options = google_options(
+            {"api_endpoint": self.fake.url, "token_uri": self.fake.token_uri, "horizon": "104 weeks"},
+            "contract",
+        )
+        calendar = GoogleCalendar(
+            "google",
+            options,
+            credentials=credentials,
+            plan_timezone=PLAN.timezone,
+            owner_emails=[OWNER.upper()],
+            clock=lambda: T0,
+            sleep=lambda seconds: None,
+        )
+        remembering = Remembering(calendar)
+        self.writer = remembering
+        self.readers = (remembering,)
+
+    def add_foreign(self, event: Foreign) -> None:
+        def when(moment: datetime) -> dict[str, str]:
+            if event.all_day:
+                return {"date": local_midnight_date(moment).isoformat()}
+            return {"dateTime": moment.isoformat()}
+
+        body: dict[str, object] = {
+            "iCalUID": event.uid,
+            "summary": event.summary,
+            "start": when(event.start),
+            "end": when(event.end),
+            "transparency": "transparent" if event.transparent else "opaque",
+            "status": "cancelled" if event.cancelled else "confirmed",
+            "attendees": [
+                {"email": a.email, "responseStatus": GOOGLE_PARTSTAT[a.partstat]} for a in event.attendees
+            ],
+        }
+        if event.organizer:
+            body["organizer"] = {"email": event.organizer}
+        self.fake.person_inserts(OWNER, body)
+
+
+HARNESSES: dict[str, type[Harness]] = {"memory": MemoryHarness, "ics": IcsHarness, "google": GoogleHarness}
 WRITABLE = [name for name, kind in HARNESSES.items() if kind.writable]
 
 

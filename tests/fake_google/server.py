@@ -226,8 +226,17 @@ class FakeGoogle:
 
     # --- the person, acting in the Calendar UI ------------------------------------------------------
     def person_inserts(self, calendar_id: str, body: Json) -> Json:
+        """An event arrives as the person's calendar app or an invitation puts it there: its `iCalUID`
+        and `organizer`, read-only through the API, are kept when given (as an import or an invitation
+        from someone else would have them)."""
         with self._lock:
-            return self._store.insert(self._store.calendars[calendar_id], copy.deepcopy(body))
+            calendar = self._store.calendars[calendar_id]
+            resource = self._store.insert(calendar, copy.deepcopy(body))
+            kept: Json = {k: copy.deepcopy(body[k]) for k in ("iCalUID", "organizer") if k in body}
+            if kept:
+                calendar.events[resource["id"]].resource.update(kept)
+                resource.update(kept)
+            return resource
 
     def _person_patch(self, calendar_id: str, event_id: str, patch: Json) -> Json:
         with self._lock:

@@ -1,0 +1,84 @@
+"""Issue 11 end to end: `circleback sync` run as a person runs it after `circleback auth google`, with the
+issue's `[google]` table, against the fake Calendar v3 server through the real client library."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from cli_runner import run_cli
+from fake_google import FakeGoogle
+
+from connectors.google import SCOPES
+
+ADA = Path(__file__).parent / "fixtures" / "plans" / "ada.yaml"
+OWNER = "ada@example.com"
+
+
+def setup_home(tmp_path: Path, fake: FakeGoogle) -> Path:
+    config = tmp_path / "config" / "circleback"
+    config.mkdir(parents=True)
+    shutil.copy(ADA, config / "plan.yaml")
+    token = config / "google-token.json"
+    token.write_text(
+        json.dumps(
+            {
+                "refresh_token": fake.add_user(OWNER, time_zone="Europe/London"),
+                "token_uri": fake.token_uri,
+                "client_id": "circleback-tests",
+                "client_secret": "not-checked",
+                "scopes": SCOPES,
+            }
+        )
+    )
+    token.chmod(0o600)
+    (config / "config.toml").write_text(
+        "[google]\n"
+        'calendar_id = "primary"\n'
+        'busy_calendars = ["primary"]\n'
+        f'token_file = "{token}"\n'
+        f'api_endpoint = "{fake.url}"\n'
+        f'token_uri = "{fake.token_uri}"\n'
+        'horizon = "8 weeks"\n'
+    )
+    return tmp_path
+
+
+def ours(fake: FakeGoogle) -> dict[str, dict[str, object]]:
+    return {
+        str(e["extendedProperties"]["private"]["circleback-key"]): e
+        for e in fake.events(OWNER, include_cancelled=False)
+        if "circleback-key" in e.get("extendedProperties", {}).get("private", {})
+    }
+
+
+def test_sync_writes_the_plan_into_google_then_a_quiet_cycle_costs_one_list(
+    tmp_path: Path, fake_google: FakeGoogle
+) -> None:
+    home = setup_home(tmp_path, fake_google)
+    first = run_cli(home, "sync")
+    placed = ours(fake_google)
+    assert placed, first.stdout + first.stderr
+    assert any(key.startswith("touchpoint:grace hopper:") for key in placed)
+    assert any(key == "review:kickoff" for key in placed)
+
+    fake_google.clear_log()
+    again = run_cli(home, "sync")
+    calls = fake_google.api_calls()
+    writes = [c for c in calls if c.method in ("POST", "PUT", "PATCH", "DELETE")]
+    assert writes == [], f"nothing changed, nothing written: {writes}\n{again.stdout}"
+    assert ours(fake_google).keys() == placed.keys(), "no duplicate, nothing lost"
+    status = json.loads(run_cli(home, "status", "--json").stdout)
+    assert {c["name"]: c["health"] for c in status["calendars"]}.get("google") == "ok"
+
+
+def test_a_revoked_grant_is_reported_and_the_feed_goes_on(tmp_path: Path, fake_google: FakeGoogle) -> None:
+    home = setup_home(tmp_path, fake_google)
+    fake_google.revoke(user=OWNER)
+    failed = run_cli(home, "sync", check=False)
+    assert failed.returncode == 1
+    assert "re-run `circleback auth google`" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    feed = home / "state" / "circleback" / "circleback.ics"
+    assert feed.exists(), "the ICS feed is still written"
