@@ -6,6 +6,7 @@ Exit status: 0 success, 2 bad input (plan, config, arguments, unknown names), 1 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import logging
@@ -33,6 +34,7 @@ from schedules.events import Interaction, InteractionKind
 from schedules.model import Plan
 from schedules.occurrence import Occurrence, OccurrenceStatus
 from schedules.plan import PlanInvalid
+from schedules.renames import renamed, resolve
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -328,7 +330,12 @@ def _schedule(args: argparse.Namespace) -> _Schedule:
     with open_store(settings, read_only=True) as store:
         synced = bool(store.connections())
         rows = store.occurrences(OPEN_STATUSES)
-        interactions = [r.interaction for r in store.interactions()]
+        # The log under each connection's current name (a renamed connection keeps its history).
+        aliases = resolve(plan, store.known_connections()).aliases
+        interactions = [
+            dataclasses.replace(r.interaction, connection=renamed(r.interaction.connection, aliases))
+            for r in store.interactions()
+        ]
         reviews_done = store.reviews_done()
         states = {name: store.source_state(name) for name in names}
         refused = [

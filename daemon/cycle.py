@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from connectors.base import ConnectorError, EventResult, Reader, Writer
-from daemon.store import SourceState, Store
+from daemon.store import SourceState, Store, StoredInteraction, StoredOccurrence
 from schedules.busy import busy_time
 from schedules.decide import decide
 from schedules.events import Interval, Observation, require_utc
 from schedules.model import Plan
 from schedules.occurrence import Occurrence, Revision
 from schedules.reconcile import Outcomes
+from schedules.renames import renamed, resolve
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,21 @@ def _read_all(
     return busy, observations
 
 
+def _renamed_entry(entry: StoredInteraction, aliases: Mapping[str, str]) -> StoredInteraction:
+    name = renamed(entry.interaction.connection, aliases)
+    if name == entry.interaction.connection:
+        return entry
+    return dataclasses.replace(entry, interaction=dataclasses.replace(entry.interaction, connection=name))
+
+
+def _renamed_row(row: StoredOccurrence, aliases: Mapping[str, str]) -> StoredOccurrence:
+    occ = row.revision.occurrence
+    if occ.connection is None or (name := renamed(occ.connection, aliases)) == occ.connection:
+        return row
+    occurrence = dataclasses.replace(occ, connection=name)
+    return dataclasses.replace(row, revision=dataclasses.replace(row.revision, occurrence=occurrence))
+
+
 def _verdicts_held_back(
     store: Store, faults: Sequence[CalendarFault], now: datetime, grace: timedelta
 ) -> bool:
@@ -132,6 +148,10 @@ def run_cycle(
 ) -> CycleReport:
     now = require_utc(now, "now")
     report = CycleReport(now=now)
+    # Stable ids across renames: the log and the stored occurrences keep the names they were written
+    # with; the core sees them under the connection's current name.
+    resolved = resolve(plan, store.known_connections())
+    plan = resolved.plan
     reported_busy, observations = _read_all(readers, Interval(now - LOOKBACK, now + horizon), report, store)
     owner_emails = (plan.owner.email,) if plan.owner.email else ()
     busy = busy_time(observations, owner_emails, also=reported_busy)
@@ -142,8 +162,8 @@ def run_cycle(
     report.verdicts_held_back = hold
     decision = decide(
         plan,
-        stored=store.occurrences(),
-        log=store.interactions(include_undone=True),
+        stored=[_renamed_row(row, resolved.aliases) for row in store.occurrences()],
+        log=[_renamed_entry(entry, resolved.aliases) for entry in store.interactions(include_undone=True)],
         reviews_done=store.reviews_done(),
         observations=observations,
         busy=busy,

@@ -107,6 +107,13 @@ class Connection:
     notes: str = ""  # what they care about, what was said last time: shown in the touchpoint
     prefer: tuple[Window, ...] | None = None  # this connection's own windows, overriding the plan's
     role: Role | None = None  # mentor, sponsor, peer, client, team or community, when the plan says
+    # The stable id that names this connection in occurrence keys and in the store: the plan's `id:`,
+    # or the id a rename detected (schedules.renames); otherwise the case-folded name.
+    id: str | None = None
+
+    @property
+    def ident(self) -> str:
+        return self.id or self.name.casefold()
 
     @property
     def all_emails(self) -> tuple[str, ...]:

@@ -86,6 +86,7 @@ CONNECTION_KEYS = (
     "notes",
     "prefer",
     "role",
+    "id",
 )
 
 # Words people reach for instead of our key names; difflib alone cannot see that 'cadence' means 'every'.
@@ -619,8 +620,18 @@ class _Checker:
         if given is not None and prefer is None:
             return entry
         role_ok, role = self.role(_given(fields, "role"))
+        given = _given(fields, "id")
+        ident = self.text(given) if given is not None else None
+        if (
+            given is not None
+            and ident is not None
+            and (ident != ident.strip().casefold() or ident.startswith("@"))
+        ):
+            self.at(given, "an id is lower case, without spaces at its ends, and does not start with '@'")
+            return entry
         if (
             not role_ok
+            or (given is not None and ident is None)
             or name is None
             or kind is None
             or not emails_ok
@@ -648,6 +659,7 @@ class _Checker:
             notes=notes,
             prefer=prefer,
             role=role,
+            id=ident,
         )
         return entry
 
@@ -687,6 +699,23 @@ class _Checker:
         for index, entry in enumerate(entries):
             if entry.name is None:
                 continue
+            if entry.connection is not None and entry.connection.id is not None:
+                ident = entry.connection.id
+                clash = next(
+                    (
+                        j
+                        for j, e in enumerate(entries[:index])
+                        if e.connection and e.connection.ident == ident
+                    ),
+                    None,
+                )
+                if clash is not None:
+                    self.at(
+                        entry.name[1],
+                        f"its id '{_short(ident)}' is connections[{clash}]'s too; ids must be unique",
+                    )
+                    entry.connection = None
+                    continue
             name, item = entry.name
             folded = name.casefold()
             if folded in seen:

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 from schedules.cadence import Cadence
 from schedules.describe import review_description, review_title, touchpoint_description, touchpoint_title
 from schedules.events import Interaction, Interval, require_utc
+from schedules.keys import OccurrenceKey
 from schedules.model import REVIEW_LOG_NAME, Connection, Plan, Window, WorkingHours
 from schedules.occurrence import Occurrence, OccurrenceKind
 from schedules.slots import Slots, clip_windows, clock_minutes, floor_to_quarter, local_date, public_holidays
@@ -153,10 +154,11 @@ def _touchpoint_demands(
             today,
             last_day,
             first_step=first_step,
-            placed_from=_placed_from(previous, f"touchpoint:{folded}:"),
+            placed_from=_placed_from(previous, f"touchpoint:{connection.ident}:"),
         )
         for due, overdue in chain:
-            key = f"touchpoint:{folded}:{connection.every.period_label(due)}"
+            # The key names the connection by its stable id, so a rename keeps every identity (and UID).
+            key = str(OccurrenceKey.touchpoint(connection.ident, connection.every.period_label(due)))
             demands.append(
                 Demand(
                     key,
