@@ -250,10 +250,10 @@ def test_calendar_problems_name_file_line_and_key_all_at_once(home: Path) -> Non
         "port = 99999\n",  # 16
     )
     assert problems(config) == [
-        f"{config}:2: calendars.a.type: unknown calendar type 'gogle' (known: ics, ics_feed, memory)",
+        f"{config}:2: calendars.a.type: unknown calendar type 'gogle' (known: google, ics, ics_feed, memory)",
         f"{config}:3: calendars.b: location is required",
         f"{config}:5: calendars.b.locaton: unknown option for type 'ics' (did you mean 'location'?)",
-        f"{config}:6: calendars.c: needs a type (one of ics, ics_feed, memory)",
+        f"{config}:6: calendars.c: needs a type (one of google, ics, ics_feed, memory)",
         f"{config}:11: calendars.d.timeout: '1h' is too long: at most 10m",
         f"{config}:12: calendars.feed: the name is the [feed] file's; names must differ",
         f"{config}:16: http.port: 99999 is not a valid port (0-65535)",
