@@ -120,6 +120,7 @@ class Service:
         self.readers: list[GuardedReader] = []
         self.last_heartbeat: datetime | None = None
         self.last_cycle_ok: datetime | None = None
+        self._unplaced_said: tuple[tuple[str | None, str], ...] = ()
         self.last_cycle_error: str | None = None
         self._cycle_lock = threading.Lock()
         self._readers_lock = threading.Lock()
@@ -242,6 +243,12 @@ class Service:
             )
             for warning in report.warnings:
                 log.warning("%s", warning)
+            # What could not be placed is said when it changes, not every cycle: it is a state, not news.
+            unplaced = tuple(report.unplaced)
+            if unplaced != self._unplaced_said:
+                for connection, reason in unplaced:
+                    log.warning("not placed: %s: %s", connection or "self-review", reason)
+                self._unplaced_said = unplaced
             self.notifier.status(f"last cycle {now:%H:%M:%S}Z; {len(report.upcoming)} upcoming")
 
     def _changed_at(self, data: bytes, now: datetime) -> datetime:
