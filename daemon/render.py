@@ -9,9 +9,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from connectors.fetch import redact
 from daemon.config import Settings
 from daemon.sources import Source
@@ -187,7 +184,12 @@ def _config_value(value: object) -> str:
 
 def _shown(name: str, value: object) -> object:
     """Secrets stay out of the output: a database password, the secret path of an ICS address."""
-    if name == "database_url":
+    if name == "database_url" and "@" in str(value):
+        # Only a URL with a user part can hold a password; the SQLite default is shown without loading
+        # the database layer, so `circleback config` starts as fast as `--help`.
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
         try:
             return make_url(str(value)).render_as_string(hide_password=True)
         except ArgumentError:
