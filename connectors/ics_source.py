@@ -3,6 +3,11 @@
 A read fetches (conditionally), falls back to the last good copy when the source cannot be read, and
 parses only when the content really changed: the parsed calendar is kept under a hash of the content that
 ignores DTSTAMP, which Google and Outlook rewrite on every export without anything else changing.
+
+Only the events that can reach the window (widened by `COVER_MARGIN` each side) are parsed
+(connectors.ics_window): a ten-year export is mostly history no window asks for. What is kept between
+reads is that parse of a few months, not of the whole file; a window that leaves the widened one (the
+service's window moves on a month, or a command asks for another period) is parsed again from the bytes.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 
 from connectors.base import EMPTY_STATE, CalendarState, Capability, ConnectorError
@@ -21,6 +27,9 @@ from schedules.events import Interval, Snapshot
 
 _DTSTAMP = re.compile(rb"\nDTSTAMP[:;][^\n]*")
 _KEPT_WINDOWS = 8
+# How far past the window asked for a parse reaches: the service's window moves by minutes each cycle, and
+# must not cost a parse each time; a month means one parse a month on an unchanged calendar.
+COVER_MARGIN = timedelta(days=31)
 
 
 def content_key(data: bytes) -> str:
@@ -77,7 +86,7 @@ class IcsSource:
         result, stale = self._fetch(notes)
         if result.warning:
             notes.append(result.warning)
-        parsed = self._parse(result)
+        parsed = self._parse(result, window)
         snapshot = self._snapshots.get((parsed.key, window))
         if snapshot is None:
             snapshot = expand(parsed.calendar, window, owner_emails=self.owner_emails)
@@ -107,21 +116,26 @@ class IcsSource:
             notes.append(f"{self.name}: {error.reason}; using the last good copy{when}")
             return copy, error.reason
 
-    def _parse(self, result: FetchResult) -> _Parsed:
+    def _parse(self, result: FetchResult, window: Interval) -> _Parsed:
         known = self._parsed
-        if known is not None and known.sha256 == result.sha256:
+        if known is not None and known.sha256 != result.sha256:
+            key = content_key(result.data)
+            known = replace(known, sha256=result.sha256) if known.key == key else None
+            if known is None:
+                self._snapshots.clear()
+                self._said.clear()
+        if known is not None and known.calendar.covers(window):
+            self._parsed = known
             return known
-        key = content_key(result.data)
-        if known is not None and known.key == key:
-            self._parsed = replace(known, sha256=result.sha256)
-            return self._parsed
+        cover = Interval(window.start - COVER_MARGIN, window.end + COVER_MARGIN)
+        key = known.key if known is not None else content_key(result.data)
+        # The old parse goes first: two parses of a big calendar are not held at once.
+        self._parsed = None
         calendar = load_calendar(
-            result.data, self.name, default_tz=self.default_tz, marker_secret=self._secret()
+            result.data, self.name, default_tz=self.default_tz, marker_secret=self._secret(), cover=cover
         )
         self.parses += 1
         self._parsed = _Parsed(result.sha256, key, calendar)
-        self._snapshots.clear()
-        self._said.clear()
         return self._parsed
 
     def _secret(self) -> bytes | None:
