@@ -7,7 +7,7 @@ ignores DTSTAMP, which Google and Outlook rewrite on every export without anythi
 Only the events that can reach the window (widened by `COVER_MARGIN` each side) are parsed
 (connectors.ics_window): a ten-year export is mostly history no window asks for. What is kept between
 reads is that parse of a few months, not of the whole file; a window that leaves the widened one (the
-service's window moves on a month, or a command asks for another period) is parsed again from the bytes.
+service's window moves on a week, or a command asks for another period) is parsed again from the bytes.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from schedules.events import Interval, Snapshot
 _DTSTAMP = re.compile(rb"\nDTSTAMP[:;][^\n]*")
 _KEPT_WINDOWS = 8
 # How far past the window asked for a parse reaches: the service's window moves by minutes each cycle, and
-# must not cost a parse each time; a month means one parse a month on an unchanged calendar.
-COVER_MARGIN = timedelta(days=31)
+# must not cost a parse each time; a week means one parse a week on an unchanged calendar (seconds, for a
+# ten-year export), while keeping the first read, which parses the margin too, close to the window's cost.
+COVER_MARGIN = timedelta(days=7)
 
 
 def content_key(data: bytes) -> str:

@@ -38,12 +38,8 @@ _LONE_CR = re.compile(rb"\r(?!\n)")
 _FOLD = re.compile(rb"\r?\n[ \t]")
 _STAMP = re.compile(r"(\d{4})(\d{2})(\d{2})(?:T(\d{2})(\d{2})(\d{2})Z?)?")
 _DURATION = re.compile(r"([+-]?)P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?")
-_NAMES = {
-    name.encode(): name
-    for name in ("BEGIN", "END", "DTSTART", "DTEND", "DURATION", "RRULE", "RDATE", "RECURRENCE-ID", "UID")
-}
 _TOP_LEVEL = frozenset(
-    {"VCALENDAR", "VEVENT", "VTODO", "VJOURNAL", "VFREEBUSY", "VTIMEZONE", "VAVAILABILITY"}
+    {b"VCALENDAR", b"VEVENT", b"VTODO", b"VJOURNAL", b"VFREEBUSY", b"VTIMEZONE", b"VAVAILABILITY"}
 )
 _UNIT = {"SECONDLY": timedelta(seconds=1), "MINUTELY": timedelta(minutes=1), "HOURLY": timedelta(hours=1)}
 _WEEKDAYS = frozenset({"MO", "TU", "WE", "TH", "FR", "SA", "SU"})
@@ -65,9 +61,9 @@ class _Unknown(Exception):
 @dataclass
 class _Event:
     start: int
-    uid: str = ""
+    uid: bytes = b""
     end: int = -1
-    lines: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    lines: dict[str, list[bytes]] = field(default_factory=lambda: defaultdict(list))
     unknown: bool = False
 
 
@@ -79,26 +75,28 @@ def outside(data: bytes, first: datetime, last: datetime) -> list[Span]:
     if _LONE_CR.search(data):
         return []
     events = list(_events(data))
-    reaches: dict[str, bool] = defaultdict(bool)
+    reaches: dict[bytes, bool] = defaultdict(bool)
+    first, last = first - SLACK, last + SLACK
+    days = (f"{first:%Y%m%d}".encode(), f"{last:%Y%m%d}".encode())
     for event in events:
-        reaches[event.uid] |= _may_reach(event, first - SLACK, last + SLACK)
+        reaches[event.uid] |= _may_reach(event, first, last, days)
     return [Span(e.start, e.end) for e in events if not reaches[e.uid]]
 
 
 def _events(data: bytes) -> Iterator[_Event]:
     """Every VEVENT with its timing lines, as the lexer would split them; a structure the lexer would
     repair or drop makes the event unknown."""
-    stack: list[str] = []
+    stack: list[bytes] = []
     event: _Event | None = None
     for match in _LINE.finditer(data):
-        name = _NAMES.get(match.group(1)) or match.group(1).upper().decode()
-        raw = match.group(2)
-        text = (_FOLD.sub(b"", raw) if b"\n" in raw else raw).decode("utf-8", "replace")
-        if name in ("BEGIN", "END"):
-            if text[:1] != ":":
+        name, raw = match.group(1).upper(), match.group(2)
+        if b"\n" in raw:
+            raw = _FOLD.sub(b"", raw)
+        if name == b"BEGIN" or name == b"END":
+            if raw[:1] != b":":
                 continue  # the lexer reads "BEGIN;..." as a property, not as a component
-            component = text[1:].strip().upper()
-            if name == "BEGIN":
+            component = raw[1:].strip().upper()
+            if name == b"BEGIN":
                 if stack and component in _TOP_LEVEL:  # the open component was cut short
                     if event is not None:
                         event.unknown = True
@@ -106,9 +104,9 @@ def _events(data: bytes) -> Iterator[_Event]:
                         yield event
                     stack, event = [], None
                 if not stack:
-                    if component != "VCALENDAR":
+                    if component != b"VCALENDAR":
                         stack = [component]
-                        event = _Event(match.start()) if component == "VEVENT" else None
+                        event = _Event(match.start()) if component == b"VEVENT" else None
                     continue
                 stack.append(component)
                 continue
@@ -130,10 +128,10 @@ def _events(data: bytes) -> Iterator[_Event]:
         if event is not None and len(stack) == 1:
             if not _NEXT_IS_PROPERTY.match(data, match.end()):
                 event.unknown = True
-            if name == "UID":
-                event.uid = _uid(text)
+            if name == b"UID":
+                event.uid = _uid(raw)
             else:
-                event.lines[name].append(text)
+                event.lines[name.decode()].append(raw)
     if event is not None:  # no END before the end of the file
         event.unknown = True
         event.end = len(data)
@@ -148,27 +146,43 @@ def _line_end(data: bytes, index: int) -> int:
     return index
 
 
-def _uid(text: str) -> str:
+def _uid(raw: bytes) -> bytes:
     """A loose form of the UID: two spellings of one UID must never be told apart (which could split a
-    series from its moved instances); two UIDs taken as one only keep more."""
-    value = _value(text)
-    return "".join(value.replace("\\", "").split()).casefold()
+    series from its moved instances); two UIDs taken as one only keep more. Without a readable value,
+    every such event is taken as one UID: all are kept if any is."""
+    try:
+        value = _value(raw)
+    except _Unknown:
+        return b""
+    return b"".join(value.replace(b"\\", b"").split()).lower()
 
 
-def _value(text: str) -> str:
+def _value(raw: bytes) -> bytes:
     """The value after the parameters (which may quote a colon)."""
+    if b'"' not in raw:
+        _, colon, value = raw.partition(b":")
+        if not colon:
+            raise _Unknown
+        return value
     quoted = False
-    for index, char in enumerate(text):
-        if char == '"':
+    for index, char in enumerate(raw):
+        if char == 34:  # "
             quoted = not quoted
-        elif char == ":" and not quoted:
-            return text[index + 1 :]
+        elif char == 58 and not quoted:  # :
+            return raw[index + 1 :]
     raise _Unknown
 
 
-def _may_reach(event: _Event, first: datetime, last: datetime) -> bool:
+def _may_reach(event: _Event, first: datetime, last: datetime, days: tuple[bytes, bytes]) -> bool:
     if event.unknown:
         return True
+    lines = event.lines
+    if len(lines) == 2 and len(lines.get("DTSTART", ())) == 1 and len(lines.get("DTEND", ())) == 1:
+        # Most events: one DTSTART, one DTEND, no recurrence. Their days, compared as YYYYMMDD strings,
+        # decide (an instance lies within its start day and its end day).
+        start, end = _day(lines["DTSTART"][0]), _day(lines["DTEND"][0])
+        if start is not None and end is not None and start <= end:
+            return start <= days[1] and end >= days[0]
     try:
         low, high = _bounds(event.lines)
     except (_Unknown, ValueError, OverflowError, IndexError):
@@ -176,22 +190,33 @@ def _may_reach(event: _Event, first: datetime, last: datetime) -> bool:
     return low < last and high > first
 
 
-def _bounds(lines: dict[str, list[str]]) -> tuple[datetime, datetime]:
+def _day(raw: bytes) -> bytes | None:
+    """YYYYMMDD of a DATE or DATE-TIME value, or None."""
+    value = raw.rpartition(b":")[2].strip()
+    day = value[:8]
+    return day if len(value) in (8, 15, 16) and day.isdigit() else None
+
+
+def _text(raw: bytes) -> str:
+    """A timing value; anything but ASCII is not one (UnicodeDecodeError: the event is kept)."""
+    return _value(raw).decode("ascii")
+
+
+def _bounds(lines: dict[str, list[bytes]]) -> tuple[datetime, datetime]:
     """The earliest start and the latest end any instance of the event can have, as written."""
     starts = lines.get("DTSTART") or []
     if len(starts) != 1:
         raise _Unknown
-    start_text = starts[0]
-    start, all_day = _moment(_value(start_text))
+    start, all_day = _moment(_text(starts[0]))
     duration = _duration(lines, start, all_day)
     low, high = start, start + duration
     for text in lines.get("RECURRENCE-ID", ()):
-        (rid, _) = _moment(_value(text))
+        (rid, _) = _moment(_text(text))
         low, high = min(low, rid), max(high, rid + duration)
     for text in lines.get("RRULE", ()):
-        high = max(high, _last_start(_value(text), start) + duration)
+        high = max(high, _last_start(_text(text), start) + duration)
     for text in lines.get("RDATE", ()):
-        for item in _value(text).split(","):
+        for item in _text(text).split(","):
             begin, _, period = item.strip().partition("/")
             moment, _ = _moment(begin)
             end = moment + duration
@@ -211,14 +236,14 @@ def _moment(text: str) -> tuple[datetime, bool]:
     return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC), False
 
 
-def _duration(lines: dict[str, list[str]], start: datetime, all_day: bool) -> timedelta:
+def _duration(lines: dict[str, list[bytes]], start: datetime, all_day: bool) -> timedelta:
     ends, durations = lines.get("DTEND", ()), lines.get("DURATION", ())
     if len(ends) + len(durations) > 1:
         raise _Unknown
     if ends:
-        length = _moment(_value(ends[0]))[0] - start
+        length = _moment(_text(ends[0]))[0] - start
     elif durations:
-        length = _parse_duration(_value(durations[0]))
+        length = _parse_duration(_text(durations[0]))
     else:
         length = timedelta(days=1) if all_day else timedelta(0)
     if length < timedelta(0):

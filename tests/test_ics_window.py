@@ -228,7 +228,7 @@ def test_the_source_parses_again_for_a_window_outside_what_it_read(tmp_path: Pat
     )
     source = IcsSource("cal", str(path), cache_dir=tmp_path / "cache")
     full = load_calendar(path.read_bytes(), "cal")
-    later = Interval(WINDOW.start + timedelta(days=7), WINDOW.end + timedelta(days=7))
+    later = Interval(WINDOW.start + timedelta(days=3), WINDOW.end + timedelta(days=3))
     past = Interval(datetime(2016, 1, 1, tzinfo=UTC), datetime(2016, 2, 1, tzinfo=UTC))
     for window, parses in ((WINDOW, 1), (later, 1), (past, 2), (WINDOW, 3)):
         read = source.read(window)
