@@ -78,13 +78,17 @@ def outside(data: bytes, first: datetime, last: datetime) -> list[Span]:
     carries it is."""
     if _LONE_CR.search(data):
         return []
-    events = list(_events(data))
     reaches: dict[bytes, bool] = defaultdict(bool)
     first, last = first - SLACK, last + SLACK
     days = (f"{first:%Y%m%d}".encode(), f"{last:%Y%m%d}".encode())
-    for event in events:
-        reaches[event.uid] |= _may_reach(event, first, last, days)
-    return [Span(e.start, e.end) for e in events if not reaches[e.uid]]
+    # Decided as they are found: only (UID, span) is held per event, not its lines.
+    candidates: list[tuple[bytes, int, int]] = []
+    for event in _events(data):
+        if _may_reach(event, first, last, days):
+            reaches[event.uid] = True
+        else:
+            candidates.append((event.uid, event.start, event.end))
+    return [Span(start, end) for uid, start, end in candidates if not reaches[uid]]
 
 
 def _events(data: bytes) -> Iterator[_Event]:
