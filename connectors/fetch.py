@@ -17,13 +17,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
-
-import httpx
 
 from connectors.atomic import write_atomic
 from connectors.base import ConnectorError
 from connectors.ics_blocks import not_a_calendar
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 _HTTP_SCHEMES = {"http": "http", "https": "https", "webcal": "https", "webcals": "https"}
@@ -227,6 +229,10 @@ class Fetcher:
         return data
 
     def _fetch_http(self, name: str, location: str, url: str) -> FetchResult:
+        # Imported here: the configuration and the CLI use this module's address helpers, and an HTTP
+        # client on their start-up would cost more than most commands take.
+        import httpx
+
         shown = redact(url)
         previous = self.cached(name, location)
         headers = {"Accept": "text/calendar, text/plain;q=0.5, */*;q=0.1", "User-Agent": _USER_AGENT}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 _PROPERTY_START = re.compile(r"[A-Za-z0-9-]+[;:]")
@@ -71,18 +72,26 @@ def not_a_calendar(data: bytes) -> str | None:
     return "not an iCalendar file (no BEGIN:VCALENDAR)"
 
 
-def lex(data: bytes, source: str, *, event_properties: frozenset[str] | None = None) -> Lexed:
+def lex(
+    data: bytes,
+    source: str,
+    *,
+    event_properties: frozenset[str] | None = None,
+    skip: Sequence[tuple[int, int]] = (),
+) -> Lexed:
     """Split ICS bytes into blocks; never raises. Warnings name `source` and a line number.
 
     With `event_properties`, a VEVENT keeps only those properties and none of its subcomponents: the
     reader uses a dozen properties, and not handing icalendar the rest (descriptions, attachments, alarms)
     makes parsing several times cheaper and keeps a broken irrelevant property from costing an event.
+    `skip` lists byte ranges [start, end) of whole components, in order, to pass over unread (events that
+    cannot reach the window being read, connectors.ics_window); line numbers stay those of the file.
     """
     warnings: list[str] = []
     reason = not_a_calendar(data)
     if reason is not None:
         return Lexed([], {}, [f"{source}: {reason}; no events read"])
-    lines, undecodable, first_bad = _logical_lines(data)
+    lines, undecodable, first_bad = _logical_lines(data, skip)
     if undecodable:
         warnings.append(
             f"{source}: {undecodable} line(s) are not valid UTF-8 (first at line {first_bad}); "
@@ -95,18 +104,35 @@ def lex(data: bytes, source: str, *, event_properties: frozenset[str] | None = N
     return Lexed(splitter.blocks, splitter.properties, warnings + splitter.warnings)
 
 
-def _logical_lines(data: bytes) -> tuple[list[tuple[int, str]], int, int]:
+def _pieces(data: bytes, skip: Sequence[tuple[int, int]]) -> list[tuple[int, bytes]]:
+    """The bytes not skipped, each piece with the number of its first line in the file. A skipped range
+    starts at a line's start and ends after a line break, so counting LFs counts its lines."""
+    pieces: list[tuple[int, bytes]] = []
+    line, at = 1, 0
+    for start, end in skip:
+        pieces.append((line, data[at:start]))
+        line += data.count(b"\n", at, end)
+        at = end
+    pieces.append((line, data[at:] if at else data))
+    return pieces
+
+
+def _logical_lines(
+    data: bytes, skip: Sequence[tuple[int, int]] = ()
+) -> tuple[list[tuple[int, str]], int, int]:
     """Unfold before decoding, because a fold may split a multi-byte character in two."""
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8) :]
+    pieces = _pieces(data, skip)
+    if pieces[0][1].startswith(codecs.BOM_UTF8):
+        pieces[0] = (1, pieces[0][1][len(codecs.BOM_UTF8) :])
     starts: list[int] = []
     parts: list[list[bytes]] = []
-    for number, raw in enumerate(data.splitlines(), 1):
-        if raw[:1] in (b" ", b"\t") and parts:
-            parts[-1].append(raw[1:])
-        else:
-            starts.append(number)
-            parts.append([raw])
+    for first, piece in pieces:
+        for number, raw in enumerate(piece.splitlines(), first):
+            if raw[:1] in (b" ", b"\t") and parts:
+                parts[-1].append(raw[1:])
+            else:
+                starts.append(number)
+                parts.append([raw])
     result: list[tuple[int, str]] = []
     undecodable = 0
     first_bad = 0

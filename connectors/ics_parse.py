@@ -38,6 +38,7 @@ from recurring_ical_events import EventAdapter, Occurrence, Series
 
 from connectors.ics_blocks import Block, lex
 from connectors.ics_feed import KEY_MARKER, KEY_MARKER_RE, circleback_key, verified_key
+from connectors.ics_window import outside
 from schedules.events import Attendee, Interval, Observation, PartStat, Snapshot, is_circleback_event
 
 # A series denser than this is a broken or hostile rule; expanding it could take minutes.
@@ -152,6 +153,12 @@ class ParsedCalendar:
     singles: tuple[_Seen, ...]
     recurring: tuple[_Recurring, ...]
     warnings: tuple[str, ...]
+    # The events read are all those that can reach this interval (None: all of them); it can be expanded
+    # for any window inside it.
+    cover: Interval | None = None
+
+    def covers(self, window: Interval) -> bool:
+        return self.cover is None or (self.cover.start <= window.start and window.end <= self.cover.end)
 
 
 def parse_calendar(
@@ -179,18 +186,25 @@ def summarise_warnings(source: str, warnings: Sequence[str]) -> tuple[str, ...]:
 
 
 def load_calendar(
-    data: bytes, source: str, *, default_tz: str | None = None, marker_secret: bytes | None = None
+    data: bytes,
+    source: str,
+    *,
+    default_tz: str | None = None,
+    marker_secret: bytes | None = None,
+    cover: Interval | None = None,
 ) -> ParsedCalendar:
     """Parse and validate every component; each bad one becomes a warning naming `source` and its UID/line.
 
+    With `cover`, the events that certainly cannot reach it are left out unread (connectors.ics_window),
+    and nothing is said about them; the result can be expanded for windows inside `cover` only.
     An event is recognised as a copy of one of circleback's own only by a key marker signed with
     `marker_secret`; without a secret, none is."""
     try:
         with _collector_paused():
-            return _Loader(source, default_tz, marker_secret).load(data)
+            return _Loader(source, default_tz, marker_secret).load(data, cover)
     except Exception as exc:  # the contract is "never raises": a bug here must not stop a cycle
         reason = f"could not be read ({type(exc).__name__}: {exc}); no events read"
-        return ParsedCalendar(source, UTC, (), (), (f"{source}: {reason}",))
+        return ParsedCalendar(source, UTC, (), (), (f"{source}: {reason}",), cover)
 
 
 def expand(
@@ -203,6 +217,8 @@ def expand(
     """The instances of a parsed calendar overlapping `window`, recurrences expanded within `budget`.
 
     Every warning is returned, however many; callers summarise (`summarise_warnings`)."""
+    if not parsed.covers(window):
+        raise ValueError(f"{parsed.source}: read for {parsed.cover}, cannot be expanded for {window}")
     owners = frozenset(email.strip().casefold() for email in owner_emails)
     warnings = list(parsed.warnings)
     seen = [item for item in parsed.singles if _overlaps(item.observation, window)]
@@ -461,9 +477,13 @@ class _Loader:
         self.warnings: list[str] = []
         self.zone: tzinfo = UTC
         self.shift_utc = False
+        self.cover: Interval | None = None
 
-    def load(self, data: bytes) -> ParsedCalendar:
-        lexed = lex(data, self.source, event_properties=_READ)
+    def load(self, data: bytes, cover: Interval | None = None) -> ParsedCalendar:
+        self.cover = cover
+        skip = () if cover is None else outside(data, cover.start, cover.end)
+        lexed = lex(data, self.source, event_properties=_READ, skip=[(s.start, s.end) for s in skip])
+        del skip
         self.warnings.extend(lexed.warnings)
         self._choose_zone(lexed.properties)
         scale = lexed.properties.get("CALSCALE", "GREGORIAN").upper()
@@ -516,7 +536,9 @@ class _Loader:
         return [[master, *(overrides if i == chosen else [])] for i, master in enumerate(masters)]
 
     def _result(self, singles: list[_Seen], recurring: list[_Recurring]) -> ParsedCalendar:
-        return ParsedCalendar(self.source, self.zone, tuple(singles), tuple(recurring), tuple(self.warnings))
+        return ParsedCalendar(
+            self.source, self.zone, tuple(singles), tuple(recurring), tuple(self.warnings), self.cover
+        )
 
     def _choose_zone(self, properties: dict[str, str]) -> None:
         fallback = "UTC"

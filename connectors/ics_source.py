@@ -3,15 +3,23 @@
 A read fetches (conditionally), falls back to the last good copy when the source cannot be read, and
 parses only when the content really changed: the parsed calendar is kept under a hash of the content that
 ignores DTSTAMP, which Google and Outlook rewrite on every export without anything else changing.
+
+Only the events that can reach the window (widened by `COVER_MARGIN` each side) are parsed
+(connectors.ics_window): a ten-year export is mostly history no window asks for. What is kept between
+reads is that parse of a few months, not of the whole file; a window that leaves the widened one (the
+service's window moves on a week, or a command asks for another period) is parsed again from the bytes.
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import hashlib
 import re
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 
 from connectors.base import EMPTY_STATE, CalendarState, Capability, ConnectorError
@@ -21,6 +29,10 @@ from schedules.events import Interval, Snapshot
 
 _DTSTAMP = re.compile(rb"\nDTSTAMP[:;][^\n]*")
 _KEPT_WINDOWS = 8
+# How far past the window asked for a parse reaches: the service's window moves by minutes each cycle, and
+# must not cost a parse each time; a week means one parse a week on an unchanged calendar (seconds, for a
+# ten-year export), while keeping the first read, which parses the margin too, close to the window's cost.
+COVER_MARGIN = timedelta(days=7)
 
 
 def content_key(data: bytes) -> str:
@@ -77,13 +89,17 @@ class IcsSource:
         result, stale = self._fetch(notes)
         if result.warning:
             notes.append(result.warning)
-        parsed = self._parse(result)
+        parses = self.parses
+        parsed = self._parse(result, window)
         snapshot = self._snapshots.get((parsed.key, window))
         if snapshot is None:
             snapshot = expand(parsed.calendar, window, owner_emails=self.owner_emails)
             self._snapshots[(parsed.key, window)] = snapshot
             while len(self._snapshots) > _KEPT_WINDOWS:
                 self._snapshots.popitem(last=False)
+            if self.parses != parses:
+                del result
+                _give_back_memory()
         else:
             self._snapshots.move_to_end((parsed.key, window))
         fresh = [warning for warning in snapshot.warnings if warning not in self._said]
@@ -107,21 +123,26 @@ class IcsSource:
             notes.append(f"{self.name}: {error.reason}; using the last good copy{when}")
             return copy, error.reason
 
-    def _parse(self, result: FetchResult) -> _Parsed:
+    def _parse(self, result: FetchResult, window: Interval) -> _Parsed:
         known = self._parsed
-        if known is not None and known.sha256 == result.sha256:
+        if known is not None and known.sha256 != result.sha256:
+            key = content_key(result.data)
+            known = replace(known, sha256=result.sha256) if known.key == key else None
+            if known is None:
+                self._snapshots.clear()
+                self._said.clear()
+        if known is not None and known.calendar.covers(window):
+            self._parsed = known
             return known
-        key = content_key(result.data)
-        if known is not None and known.key == key:
-            self._parsed = replace(known, sha256=result.sha256)
-            return self._parsed
+        cover = Interval(window.start - COVER_MARGIN, window.end + COVER_MARGIN)
+        key = known.key if known is not None else content_key(result.data)
+        # The old parse goes first: two parses of a big calendar are not held at once.
+        self._parsed = None
         calendar = load_calendar(
-            result.data, self.name, default_tz=self.default_tz, marker_secret=self._secret()
+            result.data, self.name, default_tz=self.default_tz, marker_secret=self._secret(), cover=cover
         )
         self.parses += 1
         self._parsed = _Parsed(result.sha256, key, calendar)
-        self._snapshots.clear()
-        self._said.clear()
         return self._parsed
 
     def _secret(self) -> bytes | None:
@@ -131,3 +152,16 @@ class IcsSource:
             return self.marker_secret()
         except (OSError, RuntimeError, ValueError) as exc:  # the message names the file, never the secret
             raise ConnectorError(self.name, f"cannot check copies of circleback's events: {exc}") from None
+
+
+def _give_back_memory() -> None:
+    """Return the memory a parse used to the system. The allocator keeps freed memory for reuse, so a
+    long-running service would otherwise stay at the parse's peak (hundreds of MiB for a big export)
+    between parses that come a week apart. Collecting first frees the parse's reference cycles (it runs
+    with the collector paused); trimming is glibc's, and is skipped where there is none."""
+    gc.collect()
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # the process's own symbols: glibc's, where it is glibc
+    except (AttributeError, OSError):
+        return
+    trim(0)

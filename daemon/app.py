@@ -10,6 +10,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from connectors import registry
@@ -18,9 +19,13 @@ from connectors.fetch import UnreadableFile, read_regular_file
 from daemon.config import FEED_CALENDAR, Settings
 from daemon.marker_secret import load_or_create_marker_secret, marker_secret_path
 from daemon.sources import source_name as source_name  # the default name, for callers of old
-from daemon.store import Store, StoreError, normalise_url
 from schedules.model import Plan
 from schedules.plan import parse_plan
+
+if TYPE_CHECKING:
+    # The database layer is imported by the functions that open it: commands that need no database
+    # (`--help`, `plan check`, `config`) start without it.
+    from daemon.store import Store
 
 
 class PlanFileError(Exception):
@@ -87,6 +92,8 @@ def build_calendars(settings: Settings, plan: Plan, *, feed_path: Path | None = 
 
 def _sqlite_path(url: str) -> Path | None:
     """The file of a SQLite URL, or None (another back end, in memory, or already a `file:` URI)."""
+    from daemon.store import normalise_url
+
     parsed = normalise_url(url)  # a malformed URL is reported here, with the store's own message
     database = parsed.database
     if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
@@ -129,6 +136,8 @@ def open_store(
     read-only mount) is opened read-only, without migrations; it must then already be at the schema this
     version knows. `now` (the CLI's --now) is the store's clock too, so what a command records is stamped
     with the same time as what it decides."""
+    from daemon.store import Store, StoreError
+
     url, migrate = settings.database_url, True
     path = _sqlite_path(url) if read_only else None
     if path is not None and not path.exists():

@@ -16,25 +16,24 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from importlib import metadata
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from zoneinfo import ZoneInfo
 
 from connectors.base import ConnectorError
 from daemon import render
 from daemon.app import PlanFileError, build_calendars, load_plan, open_store
 from daemon.config import ConfigError, Settings, add_flags, flag_overrides, load_settings, toml_key
-from daemon.cycle import run_cycle
 from daemon.errors import BadInput
 from daemon.secret_token import TokenFileError
-from daemon.store import REVIEW_CONNECTION, DatabaseURLError, Store, StoreError
-from schedules.decide import OPEN_STATUSES
 from schedules.events import Interaction, InteractionKind
 from schedules.model import Plan
 from schedules.occurrence import Occurrence, OccurrenceStatus
 from schedules.plan import PlanInvalid
 from schedules.renames import renamed, resolve
+
+if TYPE_CHECKING:
+    from daemon.store import Store
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -61,10 +60,27 @@ def _iso_date(text: str) -> date:
 
 
 def _version() -> str:
+    # importlib.metadata pulls in the e-mail package; only `--version` needs it.
+    from importlib import metadata
+
     try:
         return metadata.version("circleback")
     except metadata.PackageNotFoundError:
         return "(not installed: no package metadata)"
+
+
+class _VersionAction(argparse.Action):
+    """argparse's "version" action, looking the version up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **_: Any) -> None:
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, nargs=0, help=_VERSION_HELP)
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> None:
+        print(f"{parser.prog} {_version()}")
+        parser.exit()
+
+
+_VERSION_HELP = "show program's version number and exit"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="circleback",
         description="Keep your key professional relationships warm: a focus plan, placed in your calendar.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     _global_options(parser, suppress=False)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -242,6 +258,8 @@ def cmd_plan_check(args: argparse.Namespace) -> int:
 
 
 def _cycle(args: argparse.Namespace, *, dry_run: bool, feed_path: Path | None = None) -> tuple[Any, Any]:
+    from daemon.cycle import run_cycle
+
     settings = _settings(args)
     plan = load_plan(settings.plan)  # before anything is opened: a broken plan writes nothing
     now = _now_from(args)
@@ -323,6 +341,8 @@ def _schedule(args: argparse.Namespace) -> _Schedule:
     Re-planning here would show a schedule the feed does not have (other calendars, another moment).
     Only before the first sync, when nothing is placed yet, is a dry-run cycle shown as a preview.
     """
+    from schedules.decide import OPEN_STATUSES
+
     settings = _settings(args)
     plan = load_plan(settings.plan)
     now = _now_from(args)
@@ -452,6 +472,8 @@ def cmd_log_add(args: argparse.Namespace) -> int:
 
 
 def cmd_review_done(args: argparse.Namespace) -> int:
+    from daemon.store import REVIEW_CONNECTION
+
     settings = _settings(args)
     plan = load_plan(settings.plan)
     now = _now_from(args)
@@ -612,6 +634,9 @@ def cmd_log_edit(args: argparse.Namespace) -> int:
 
 
 def cmd_done(args: argparse.Namespace) -> int:
+    from daemon.store import REVIEW_CONNECTION
+    from schedules.decide import OPEN_STATUSES
+
     settings = _settings(args)
     plan = load_plan(settings.plan)
     now = _now_from(args)
@@ -660,6 +685,8 @@ def _done_again(store: Store, args: argparse.Namespace, key: str, occ: Occurrenc
 
 
 def cmd_plan_diff(args: argparse.Namespace) -> int:
+    from schedules.decide import OPEN_STATUSES
+
     settings = _settings(args)
     load_plan(settings.plan)  # a broken plan is reported before anything is read
     now = _now_from(args)
@@ -750,6 +777,13 @@ def cmd_auth_google(args: argparse.Namespace) -> int:
 HANDLERS[("auth", "google")] = cmd_auth_google
 
 
+def _store_errors(name: str) -> tuple[type[BaseException], ...]:
+    """The store's exception class, once the store is loaded: until then none can have been raised, and
+    importing it only to name it would put the database layer on every command's start-up."""
+    store = sys.modules.get("daemon.store")
+    return (getattr(store, name),) if store is not None else ()
+
+
 def _fail(status: int, message: str) -> NoReturn:
     print(message, file=sys.stderr)
     raise SystemExit(status)
@@ -783,9 +817,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PlanInvalid, ConfigError) as exc:
         # One line per problem, each starting with where it is (FILE:LINE[:COL], a variable, a flag).
         _fail(EXIT_BAD_INPUT, str(exc))
-    except (PlanFileError, BadInput, DatabaseURLError) as exc:
+    except (PlanFileError, BadInput) as exc:
         _fail(EXIT_BAD_INPUT, f"error: {exc}")
-    except (ConnectorError, StoreError, TokenFileError) as exc:
+    except _store_errors("DatabaseURLError") as exc:
+        _fail(EXIT_BAD_INPUT, f"error: {exc}")
+    except (ConnectorError, TokenFileError) as exc:
+        _fail(EXIT_FAILURE, f"error: {exc}")
+    except _store_errors("StoreError") as exc:
         _fail(EXIT_FAILURE, f"error: {exc}")
     except KeyboardInterrupt:
         _fail(130, "interrupted")

@@ -8,9 +8,6 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from connectors import registry
 from connectors.fetch import redact
 from daemon.config import CALENDARS, SCHEMA, CalendarConfig, Option, Settings
@@ -190,7 +187,14 @@ def _config_value(value: object) -> str:
 
 
 def _hide_password(url: str) -> str:
-    """A database URL with its password hidden (the host and database still help to read it)."""
+    """A database URL with its password hidden (the host and database still help to read it). Only a URL
+    with a user part can hold one; the SQLite default is shown without loading the database layer, so
+    `circleback config` starts as fast as `--help`."""
+    if "@" not in url:
+        return url
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
