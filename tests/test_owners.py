@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -85,7 +86,10 @@ def test_same_names_for_two_owners_share_nothing_and_overwrite_nothing(pair: tup
     save(ada, mine)
     save(grace, theirs)
     assert [o.revision for o in ada.occurrences()] == [mine]
-    assert [o.revision for o in grace.occurrences()] == [theirs]
+    # Read back under its owner, an occurrence carries the owner's scope, so its UID is Grace's own.
+    (back,) = [o.revision for o in grace.occurrences()]
+    assert back.occurrence == dataclasses.replace(theirs.occurrence, scope="grace")
+    assert back.occurrence.uid != mine.occurrence.uid
 
     # The same observed event logged by both: two entries, neither dropped by the dedupe key's conflict.
     seen = Interaction("Alan Turing", NOW, source="calendar", event_uid="shared-meeting@example.com")

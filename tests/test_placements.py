@@ -151,10 +151,10 @@ def test_placed_decides_between_placed_and_planned(store: Store) -> None:
     save(store, grace, alan, mary, placed={g, m})
     assert {o.key: o.status for o in store.occurrences()} == {g: PLACED, a: PLANNED, m: PLACED}
     moved = touchpoint("Grace Hopper", days=3)
-    # A changed revision not held everywhere goes back to planned; an unchanged one keeps its status;
-    # one now held everywhere becomes placed.
+    # Every writable calendar's truth, changed or not: a revision not held everywhere is planned (a
+    # calendar that lost or refused it gets it again next cycle); one now held everywhere is placed.
     save(store, moved, alan, mary, placed={a})
-    assert {o.key: o.status for o in store.occurrences()} == {g: PLANNED, a: PLACED, m: PLACED}
+    assert {o.key: o.status for o in store.occurrences()} == {g: PLANNED, a: PLACED, m: PLANNED}
 
 
 def test_without_placed_the_old_status_for_new_rule_holds(store: Store) -> None:
