@@ -24,7 +24,7 @@ import hashlib
 import sys
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
@@ -39,7 +39,8 @@ from recurring_ical_events import EventAdapter, Occurrence, Series
 from connectors.ics_blocks import Block, lex
 from connectors.ics_feed import KEY_MARKER, KEY_MARKER_RE, circleback_key, verified_key
 from connectors.ics_window import outside
-from schedules.events import Attendee, Interval, Observation, PartStat, Snapshot, is_circleback_event
+from schedules.busy import busy_time
+from schedules.events import Attendee, Interval, Observation, PartStat, Snapshot
 
 # A series denser than this is a broken or hostile rule; expanding it could take minutes.
 MAX_PER_DAY = 24
@@ -167,13 +168,19 @@ def parse_calendar(
     window: Interval,
     *,
     default_tz: str | None = None,
-    owner_emails: Collection[str] = (),
     marker_secret: bytes | None = None,
+    owner_emails: Collection[str] = (),
 ) -> Snapshot:
-    """Busy time and observations for event instances overlapping `window`; never raises on bad content."""
+    """The event instances overlapping `window`, and the busy time they make under the core's busy rule
+    (`schedules.busy`, as a cycle applies it), in one call; never raises on bad content. The reader itself
+    (`expand`, what `IcsSource.read` returns) only translates."""
     parsed = load_calendar(data, source, default_tz=default_tz, marker_secret=marker_secret)
-    snapshot = expand(parsed, window, owner_emails=owner_emails)
-    return replace(snapshot, warnings=summarise_warnings(source, snapshot.warnings))
+    snapshot = expand(parsed, window)
+    return replace(
+        snapshot,
+        busy=busy_time(snapshot.observations, owner_emails),
+        warnings=summarise_warnings(source, snapshot.warnings),
+    )
 
 
 def summarise_warnings(source: str, warnings: Sequence[str]) -> tuple[str, ...]:
@@ -211,7 +218,6 @@ def expand(
     parsed: ParsedCalendar,
     window: Interval,
     *,
-    owner_emails: Collection[str] = (),
     budget: Budget | None = None,
 ) -> Snapshot:
     """The instances of a parsed calendar overlapping `window`, recurrences expanded within `budget`.
@@ -219,7 +225,6 @@ def expand(
     Every warning is returned, however many; callers summarise (`summarise_warnings`)."""
     if not parsed.covers(window):
         raise ValueError(f"{parsed.source}: read for {parsed.cover}, cannot be expanded for {window}")
-    owners = frozenset(email.strip().casefold() for email in owner_emails)
     warnings = list(parsed.warnings)
     seen = [item for item in parsed.singles if _overlaps(item.observation, window)]
     meter = _Meter(budget or Budget())
@@ -233,21 +238,10 @@ def expand(
                     break
     finally:
         _CURRENT.meter = previous
-    kept = [item for item in seen if not _declined_by(item.observation, owners)]
-    kept.sort(key=lambda item: _order(item.observation))
-    busy = _merge(
-        Interval(item.observation.start, item.observation.end)
-        for item in kept
-        if item.blocks
-        and not item.observation.cancelled
-        and not is_circleback_event(item.observation)
-        and item.observation.end > item.observation.start
-    )
-    return Snapshot(
-        busy=tuple(busy),
-        observations=tuple(item.observation for item in kept),
-        warnings=tuple(warnings),
-    )
+    seen.sort(key=lambda item: _order(item.observation))
+    # Translation only: which of these block time (cancelled, marked free, declined by the owner,
+    # circleback's own) is the core's busy rule, schedules.busy.
+    return Snapshot(observations=tuple(item.observation for item in seen), warnings=tuple(warnings))
 
 
 def _expand_one(
@@ -1013,25 +1007,8 @@ def _overlaps(observation: Observation, window: Interval) -> bool:
     return observation.start < window.end and window.start < observation.end
 
 
-def _declined_by(observation: Observation, owners: frozenset[str]) -> bool:
-    return bool(owners) and any(
-        a.partstat is PartStat.DECLINED and a.email.casefold() in owners for a in observation.attendees
-    )
-
-
 _EPOCH = datetime(1, 1, 1, tzinfo=UTC)
 
 
 def _order(observation: Observation) -> tuple[datetime, datetime, str, datetime]:
     return (observation.start, observation.end, observation.uid, observation.recurrence_id or _EPOCH)
-
-
-def _merge(intervals: Iterable[Interval]) -> list[Interval]:
-    merged: list[Interval] = []
-    for interval in sorted(intervals):
-        if merged and interval.start <= merged[-1].end:
-            if interval.end > merged[-1].end:
-                merged[-1] = Interval(merged[-1].start, interval.end)
-        else:
-            merged.append(interval)
-    return merged

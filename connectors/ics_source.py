@@ -17,7 +17,7 @@ import gc
 import hashlib
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -58,7 +58,6 @@ class IcsSource:
         cache_dir: Path,
         timeout: float = 20,
         default_tz: str | None = None,
-        owner_emails: Collection[str] = (),
         fetcher: Fetcher | None = None,
         marker_secret: Callable[[], bytes] | None = None,
     ) -> None:
@@ -67,7 +66,6 @@ class IcsSource:
         self.name = name
         self.location = location
         self.default_tz = default_tz
-        self.owner_emails = tuple(owner_emails)
         self.fetcher = fetcher or Fetcher(cache_dir, timeout)
         # Recognises copies of circleback's own events (signed key markers); asked for only when parsing.
         self.marker_secret = marker_secret
@@ -93,7 +91,7 @@ class IcsSource:
         parsed = self._parse(result, window)
         snapshot = self._snapshots.get((parsed.key, window))
         if snapshot is None:
-            snapshot = expand(parsed.calendar, window, owner_emails=self.owner_emails)
+            snapshot = expand(parsed.calendar, window)
             self._snapshots[(parsed.key, window)] = snapshot
             while len(self._snapshots) > _KEPT_WINDOWS:
                 self._snapshots.popitem(last=False)

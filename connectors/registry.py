@@ -88,7 +88,6 @@ def _ics(name: str, options: Mapping[str, Any], context: Context) -> Reader:
         cache_dir=context.state_dir / "sources",
         timeout=timeout.total_seconds(),
         default_tz=context.plan.timezone,
-        owner_emails=context.owner_emails,
         marker_secret=context.marker_secret,
     )
 

@@ -265,7 +265,6 @@ class IcsHarness(Harness):
                 str(self.person_path),
                 cache_dir=cache,
                 default_tz=PLAN.timezone,
-                owner_emails=[OWNER],
                 marker_secret=lambda: secret,
             ),
         )

@@ -73,6 +73,7 @@ def test_google_export() -> None:
         ("1:1 Grace / Ada", utc(6, 10)),
         ("Focus time", utc(7, 9)),
         ("Lunch with Linus", utc(8, 12, 30)),
+        ("Product pitch", utc(9, 15)),  # declined by Ada: observed (with her answer), never busy
         ("Company holiday", utc(10)),
         ("1:1 Grace / Ada", utc(13, 10)),
         ("Nurture: Grace Hopper", utc(14, 14, 30)),
@@ -114,9 +115,11 @@ def test_google_flags_and_circleback_events() -> None:
     assert seen["Lunch with Linus"].attendees[0] == Attendee("linus@example.org", PartStat.TENTATIVE)
 
 
-def test_declined_by_the_owner_neither_blocks_nor_is_observed() -> None:
+def test_declined_by_the_owner_is_observed_and_never_blocks() -> None:
     declined = read(FIXTURES / "google.ics", owner_emails=["Ada@Example.com"])
-    assert "Product pitch" not in by_summary(declined)
+    assert by_summary(declined)["Product pitch"].attendees[0] == Attendee(
+        "ada@example.com", PartStat.DECLINED
+    )
     assert (utc(9, 15), utc(9, 16)) not in spans(declined)
     # Without knowing who the owner is, it is an ordinary opaque meeting.
     anyone = read(FIXTURES / "google.ics")

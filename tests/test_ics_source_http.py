@@ -18,7 +18,8 @@ import pytest
 from connectors.base import ConnectorError, Reader
 from connectors.fetch import Fetcher, http_url, redact
 from connectors.ics_source import IcsSource, content_key
-from schedules.events import Interval
+from schedules.busy import busy_time
+from schedules.events import Interval, PartStat
 
 SECRET = "s3cr3t-t0k3n"
 CALENDAR_PATH = f"/calendar/ical/ada%40example.com/private-{SECRET}/basic.ics"
@@ -381,8 +382,10 @@ def test_source_options_reach_the_parser(tmp_path: Path) -> None:
     path.write_bytes(body)
     berlin = IcsSource("work", str(path), cache_dir=tmp_path / "c1", default_tz="Europe/Berlin")
     assert berlin.read(WINDOW).observations[0].start == datetime(2025, 1, 7, 9, tzinfo=UTC)
-    declined = IcsSource("work", str(path), cache_dir=tmp_path / "c2", owner_emails=["A@X.org"])
-    assert declined.read(WINDOW).observations == ()
+    # The reader translates: the owner's answer is observed; the core's busy rule then frees the time.
+    (seen,) = IcsSource("work", str(path), cache_dir=tmp_path / "c2").read(WINDOW).observations
+    assert seen.attendees[0].partstat is PartStat.DECLINED
+    assert busy_time([seen], ["A@X.org"]) == () and busy_time([seen]) != ()
     with pytest.raises(ValueError, match="unknown time zone 'Mars/Olympus'"):
         IcsSource("work", str(path), cache_dir=tmp_path, default_tz="Mars/Olympus")
 
