@@ -199,7 +199,7 @@ def test_an_ics_calendar_table_is_read_through_the_registry(home: Path) -> None:
     assert all(isinstance(r, IcsSource) for r in calendars.readers)
     (work_reader,) = [r for r in calendars.readers if r.name == "Work"]
     assert isinstance(work_reader, IcsSource) and work_reader.fetcher.timeout == 45
-    assert work_reader.read(WINDOW).busy, "the named calendar reads the real file"
+    assert work_reader.read(WINDOW).observations, "the named calendar reads the real file"
     (feed,) = calendars.writers
     assert isinstance(feed, FeedFile) and feed.name == "feed" and feed.path == settings.feed_path
 
