@@ -32,6 +32,11 @@ PLAN_MAX_BYTES = 1024 * 1024
 
 
 def load_plan(path: Path) -> Plan:
+    return load_plan_source(path)[1]
+
+
+def load_plan_source(path: Path) -> tuple[str, Plan]:
+    """The plan file's text and the plan read from it (organisation mode stores the text)."""
     try:
         data = read_regular_file(path, PLAN_MAX_BYTES)
     except UnreadableFile as exc:
@@ -44,7 +49,7 @@ def load_plan(path: Path) -> Plan:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PlanFileError(f"{path}: cannot read the plan: {exc}") from None
-    return parse_plan(text, str(path))
+    return text, parse_plan(text, str(path))
 
 
 @dataclass

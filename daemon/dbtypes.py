@@ -248,6 +248,32 @@ class PlacementRow(_Base, table=True):
     updated_at: datetime = Field(sa_type=UTCDateTime)
 
 
+class PersonRow(_Base, table=True):
+    """A person of an organisation (organisation mode): the owner whose cycle the workers run.
+
+    The owner row stays when a person is removed without purge, so their history is kept; the person row
+    going is what stops their cycles."""
+
+    __tablename__ = "person"
+
+    owner_id: int = _owner_key()
+    name: str = Field(sa_type=Text)
+    google_subject: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class PlanVersionRow(_Base, table=True):
+    """One version of a person's focus plan, as its YAML text; the newest (highest id) is in force."""
+
+    __tablename__ = "plan_version"
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = _owner_column()
+    text: str = Field(sa_type=Text)
+    checksum: str = Field(sa_type=Text)  # sha256 of the UTF-8 text, hex
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
 def table_of(model: type[SQLModel]) -> Table:
     table = model.__table__  # type: ignore[attr-defined]
     assert isinstance(table, Table)
