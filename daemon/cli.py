@@ -161,7 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     status = command("status", "per connection: last interaction, next due, overdue; calendar health")
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
-    command("run", "run the background service in the foreground (systemd, Docker, launchd)")
+    run = command("run", "run the background service in the foreground (systemd, Docker, launchd)")
+    run.add_argument(
+        "--org",
+        action="store_true",
+        help="organisation mode: run every person's cycle with procrastinate workers (PostgreSQL only; "
+        "the default on a PostgreSQL database that has people)",
+    )
 
     auth = commands.add_parser(
         "auth", help="connect a calendar account", description="connect a calendar account"
@@ -581,9 +587,25 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if _organisation_mode(settings, requested=args.org):
+        # Only here: the personal mode never imports procrastinate.
+        from daemon.org import run_org
+
+        return run_org(settings)
     from daemon.service import run_service
 
-    return run_service(_settings(args))
+    return run_service(settings)
+
+
+def _organisation_mode(settings: Settings, *, requested: bool) -> bool:
+    postgres = Store.url_backend(settings.database_url) == "postgresql"
+    if requested and not postgres:
+        raise BadInput("--org: organisation mode needs a PostgreSQL database_url (postgresql+psycopg://...)")
+    if requested or not postgres:
+        return requested
+    with Store(settings.database_url) as store:
+        return bool(People(store.engine).emails())
 
 
 # --------------------------------------------------------------------------------------------- the audit
