@@ -207,6 +207,8 @@ def _people_parser(commands: Any, command: Callable[..., argparse.ArgumentParser
     )
     set_plan.add_argument("email", metavar="EMAIL")
     set_plan.add_argument("plan_path", type=Path, metavar="FILE")
+    rotate = command("rotate-feed", "give a person a new secret feed URL", people_commands)
+    rotate.add_argument("email", metavar="EMAIL")
     remove = command("remove", "stop running a person's cycles", people_commands)
     remove.add_argument("email", metavar="EMAIL")
     remove.add_argument(
@@ -824,7 +826,7 @@ def cmd_people_add(args: argparse.Namespace) -> int:
     owner_key(args.email)
     plan_text, _plan = load_plan_source(Path(args.plan))
     with _people(args) as people:
-        person = people.add(
+        person, token = people.add(
             args.email,
             name=args.name,
             plan_text=plan_text,
@@ -832,6 +834,22 @@ def cmd_people_add(args: argparse.Namespace) -> int:
             now=_now_from(args),
         )
     print(f"added {person.email} ({person.name}), plan {person.plan_checksum}")
+    # Shown once: only its hash is kept (`people rotate-feed` makes a new one).
+    print(f"feed: {_person_feed_url(args, token)}")
+    return EXIT_OK
+
+
+def _person_feed_url(args: argparse.Namespace, token: str) -> str:
+    settings = load_settings(overrides=flag_overrides(args))
+    base = settings.feed_base_url.rstrip("/") or f"http://{settings.http_host}:{settings.http_port}"
+    return f"{base}/feed/{token}.ics"
+
+
+def cmd_people_rotate_feed(args: argparse.Namespace) -> int:
+    with _people(args) as people:
+        token = people.rotate_feed_token(args.email)
+    url = _person_feed_url(args, token)
+    print(f"{owner_key(args.email)}: new feed URL (the old one no longer works): {url}")
     return EXIT_OK
 
 
@@ -885,6 +903,7 @@ HANDLERS[("people", "list")] = cmd_people_list
 HANDLERS[("people", "show")] = cmd_people_show
 HANDLERS[("people", "set-plan")] = cmd_people_set_plan
 HANDLERS[("people", "remove")] = cmd_people_remove
+HANDLERS[("people", "rotate-feed")] = cmd_people_rotate_feed
 
 
 def _fail(status: int, message: str) -> NoReturn:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
-from sqlalchemy import CheckConstraint, MetaData, Table, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, LargeBinary, MetaData, Table, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import registry
 from sqlalchemy.types import DateTime, TypeDecorator
@@ -272,6 +272,20 @@ class PlanVersionRow(_Base, table=True):
     text: str = Field(sa_type=Text)
     checksum: str = Field(sa_type=Text)  # sha256 of the UTF-8 text, hex
     created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class PersonFeedRow(_Base, table=True):
+    """A person's rendered feed and the hash of its secret token: every replica serves the same bytes,
+    ETag and Last-Modified from here. Only the token's SHA-256 is kept, so the database does not hold
+    working feed URLs."""
+
+    __tablename__ = "person_feed"
+
+    owner_id: int = _owner_key()
+    token_hash: str = Field(sa_type=Text, unique=True)
+    body: bytes | None = Field(default=None, sa_type=LargeBinary)
+    etag: str | None = Field(default=None, sa_type=Text)
+    last_modified: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 def table_of(model: type[SQLModel]) -> Table:

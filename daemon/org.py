@@ -108,6 +108,7 @@ def cycle_person(settings: Settings, email: str, now: datetime) -> None:
             marker_secret=calendars.marker_secret,
             now=now,
         )
+        People(store.engine).save_feed(email, done.feed, now)
     report = done.report
     log.info(
         "cycle of %s done: %d upcoming, %d logged, %d calendar fault(s)",
@@ -187,10 +188,24 @@ def run_org(settings: Settings, *, period: timedelta | None = None, worker_name:
     }
     if worker_name:
         options["name"] = worker_name
-    log.info(
-        "organisation mode: procrastinate worker on %s",
-        normalise_url(settings.database_url).render_as_string(),
-    )
-    app.run_worker(**options)
+    server = _start_http(settings) if settings.http_enabled else None
+    log.info("organisation mode: procrastinate worker on %s", normalise_url(settings.database_url))
+    try:
+        app.run_worker(**options)
+    finally:
+        if server is not None:
+            server.stop()
     log.info("stopped")
     return 0
+
+
+def _start_http(settings: Settings) -> Any:
+    from daemon.org_web import build_org_app
+    from daemon.web import serve, start_in_thread
+
+    feeds = Store(settings.database_url, migrate=False)
+    max_age = max(1, int(settings.feed_refresh.total_seconds()))
+    app = build_org_app(People(feeds.engine), max_age=max_age)
+    server = start_in_thread(serve(app, settings.http_host, settings.http_port))
+    log.info("serving the people's feeds on %s:%d", settings.http_host, settings.http_port)
+    return server

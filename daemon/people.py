@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,8 +21,9 @@ from sqlalchemy import Engine, func
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, delete, select
 
-from daemon.dbtypes import OwnerRow, PersonRow, PlanVersionRow, metadata
+from daemon.dbtypes import OwnerRow, PersonFeedRow, PersonRow, PlanVersionRow, metadata
 from daemon.errors import BadInput
+from daemon.feed_cache import FeedSnapshot, feed_etag, http_date
 from daemon.store import DEFAULT_OWNER, StoreError
 from schedules.model import Plan
 from schedules.plan import parse_plan
@@ -71,6 +73,14 @@ def owner_key(email: str) -> str:
 
 def checksum(plan_text: str) -> str:
     return hashlib.sha256(plan_text.encode("utf-8")).hexdigest()
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _new_token() -> str:
+    return secrets.token_urlsafe(32)
 
 
 def plan_label(email: str) -> str:
@@ -128,7 +138,8 @@ class People:
 
     def add(
         self, email: str, *, name: str, plan_text: str, google_subject: str | None, now: datetime
-    ) -> Person:
+    ) -> tuple[Person, str]:
+        """The new person and the secret token of their feed URL (only its hash is kept)."""
         key = owner_key(email)
         if not name.strip():
             raise BadInput("--name must not be empty")
@@ -140,7 +151,51 @@ class People:
             s.add(PersonRow(owner_id=owner_id, name=name.strip(), google_subject=subject, created_at=now))
             digest = checksum(plan_text)
             s.add(PlanVersionRow(owner_id=owner_id, text=plan_text, checksum=digest, created_at=now))
-        return self.get(key)
+            token = _new_token()
+            feed = s.get(PersonFeedRow, owner_id)
+            if feed is None:
+                s.add(PersonFeedRow(owner_id=owner_id, token_hash=token_hash(token)))
+            else:  # back after a removal without purge: their feed keeps its bytes, with a new URL
+                feed.token_hash = token_hash(token)
+        return self.get(key), token
+
+    def rotate_feed_token(self, email: str) -> str:
+        """A new secret feed URL for a person; the old one stops working at once on every replica."""
+        key = owner_key(email)
+        token = _new_token()
+        with self._session() as s:
+            feed = s.get(PersonFeedRow, self._person_owner_id(s, key))
+            assert feed is not None
+            feed.token_hash = token_hash(token)
+        return token
+
+    def save_feed(self, email: str, body: bytes, now: datetime) -> bool:
+        """Keep a person's newly rendered feed; Last-Modified moves only when the bytes change (and never
+        backwards). False when the bytes are the ones already kept."""
+        etag = feed_etag(body)
+        with self._session() as s:
+            feed = s.get(PersonFeedRow, self._person_owner_id(s, owner_key(email)), with_for_update=True)
+            assert feed is not None
+            if feed.etag == etag and feed.body == body:
+                return False
+            stamp = now.replace(microsecond=0)
+            if feed.last_modified is not None:
+                stamp = max(stamp, feed.last_modified)
+            feed.body, feed.etag, feed.last_modified = body, etag, stamp
+            return True
+
+    def feed_by_token(self, token: str) -> FeedSnapshot | None:
+        """The feed whose URL carries `token`, if that person is still here and it was rendered. The lookup
+        is by the token's hash, so how long it takes says nothing about the tokens that exist."""
+        with self._session() as s:
+            row = s.exec(
+                select(PersonFeedRow)
+                .join(PersonRow, col(PersonRow.owner_id) == col(PersonFeedRow.owner_id))
+                .where(col(PersonFeedRow.token_hash) == token_hash(token))
+            ).first()
+            if row is None or row.body is None or row.etag is None or row.last_modified is None:
+                return None
+            return FeedSnapshot(row.body, row.etag, row.last_modified, http_date(row.last_modified))
 
     def set_plan(self, email: str, plan_text: str, *, now: datetime) -> bool:
         """Store a new version; False (and nothing stored) when it is the version already in force."""

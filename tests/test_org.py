@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from cli_runner import xdg_env
@@ -89,10 +91,12 @@ class Workers:
     def __init__(self, home: Path, config: Path) -> None:
         self.home, self.config = home, config
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.ports: dict[str, int] = {}
 
     def start(self, name: str, period: float) -> subprocess.Popen[bytes]:
         log = (self.home / f"{name}.log").open("wb")
-        env = {**xdg_env(self.home), "PYTHONPATH": str(REPO)}
+        self.ports[name] = free_port()
+        env = {**xdg_env(self.home), "PYTHONPATH": str(REPO), "CIRCLEBACK_HTTP_PORT": str(self.ports[name])}
         proc = subprocess.Popen(
             [sys.executable, str(WORKER), str(self.config), str(period), name],
             env=env,
@@ -132,12 +136,24 @@ def workers(tmp_path: Path, postgres_url: str, calendar: Calendar) -> Iterator[W
     running.stop_all()
 
 
-def add_people(url: str, emails: list[str]) -> None:
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def add_people(url: str, emails: list[str]) -> dict[str, str]:
+    """Adds the people; their feed tokens by email."""
     plan = ADA.read_text(encoding="utf-8")
+    tokens: dict[str, str] = {}
     with Store(url) as store:
         people = People(store.engine)
         for email in emails:
-            people.add(email, name=email, plan_text=plan, google_subject=None, now=datetime.now(UTC))
+            _person, tokens[email] = people.add(
+                email, name=email, plan_text=plan, google_subject=None, now=datetime.now(UTC)
+            )
+    return tokens
 
 
 def query(url: str, sql: str) -> list[tuple[Any, ...]]:
@@ -178,6 +194,28 @@ def uids(url: str, email: str) -> tuple[set[str], set[str]]:
         return {o.key for o in stored}, {o.occurrence.uid for o in stored}
 
 
+def check_feeds_are_served_alike_by_every_replica(workers: Workers, tokens: dict[str, str], url: str) -> None:
+    bases = [f"http://127.0.0.1:{port}" for port in workers.ports.values()]
+    for email, token in tokens.items():
+        answers = [httpx.get(f"{base}/feed/{token}.ics", timeout=10) for base in bases]
+        assert {a.status_code for a in answers} == {200}, workers.output()
+        assert len({(a.content, a.headers["etag"], a.headers["last-modified"]) for a in answers}) == 1
+        body = answers[0].text
+        own = uids(url, email)[1]
+        assert own and all(uid in body for uid in own)
+        for other in tokens:
+            if other != email:
+                assert not any(uid in body for uid in uids(url, other)[1])
+        # A validator from one replica is good at another.
+        again = httpx.get(
+            f"{bases[-1]}/feed/{token}.ics", headers={"If-None-Match": answers[0].headers["etag"]}, timeout=10
+        )
+        assert again.status_code == 304
+    wrong = httpx.get(f"{bases[0]}/feed/{'x' * 43}.ics", timeout=10)
+    nowhere = httpx.get(f"{bases[0]}/no/such/path", timeout=10)
+    assert (wrong.status_code, wrong.content) == (404, nowhere.content)
+
+
 def test_cron_for_periods() -> None:
     assert cron_for(timedelta(seconds=3)) == "* * * * * */3"
     assert cron_for(timedelta(minutes=15)) == "*/15 * * * *"
@@ -190,7 +228,7 @@ def test_every_persons_cycle_runs_once_per_period_whichever_worker(
     postgres_url: str, workers: Workers
 ) -> None:
     emails = [f"person{i}@example.org" for i in range(6)]
-    add_people(postgres_url, emails)
+    tokens = add_people(postgres_url, emails)
     for n in range(3):
         workers.start(f"worker{n}", period=3)
 
@@ -202,6 +240,7 @@ def test_every_persons_cycle_runs_once_per_period_whichever_worker(
         return {p for p, owners in done.items() if owners == set(emails)}
 
     wait_for(lambda: len(finished_periods()) >= 3, "three periods of cycles", workers)
+    check_feeds_are_served_alike_by_every_replica(workers, tokens, postgres_url)
     workers.stop_all()
     assert all(p.returncode == 0 for p in workers.procs.values()), workers.output()
 

@@ -51,7 +51,7 @@ def test_run_on_postgresql_with_people_starts_a_procrastinate_worker(
     proc = subprocess.Popen(
         [sys.executable, "-m", "daemon.cli", "run", "--db", postgres_url],
         cwd=tmp_path,
-        env={**xdg_env(tmp_path), "PYTHONPATH": str(REPO)},
+        env={**xdg_env(tmp_path), "PYTHONPATH": str(REPO), "CIRCLEBACK_HTTP_ENABLED": "false"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

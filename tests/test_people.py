@@ -131,3 +131,30 @@ def test_remove_keeps_history_and_purge_deletes_everything_of_that_person_only(
             for table in ("plan_version", "review"):
                 kept = conn.execute(text(f"SELECT DISTINCT owner_id FROM {table}")).scalars().all()
                 assert set(kept) == {ids["a@x.org"], ids["c@x.org"]}
+
+
+def test_feed_url_is_shown_once_and_rotating_it_retires_the_old_one(home: Path, db_url: str) -> None:
+    added = cli(home, db_url, "people", "add", "ada@example.com", "--name", "Ada", "--plan", str(ADA))
+    old = added.stdout.split("/feed/", 1)[1].split(".ics", 1)[0]
+    with Store(db_url) as store:
+        people = People(store.engine)
+        assert people.feed_by_token(old) is None  # not rendered yet
+        people.save_feed("ada@example.com", b"BEGIN:VCALENDAR\r\n", datetime(2026, 11, 23, 9, 30, 7, 5, UTC))
+        snap = people.feed_by_token(old)
+        assert snap is not None and snap.body == b"BEGIN:VCALENDAR\r\n"
+        assert snap.last_modified == datetime(2026, 11, 23, 9, 30, 7, tzinfo=UTC)
+        # The same bytes again keep Last-Modified where it was.
+        assert not people.save_feed(
+            "ada@example.com", b"BEGIN:VCALENDAR\r\n", datetime(2026, 12, 1, tzinfo=UTC)
+        )
+        with store.engine.connect() as conn:
+            stored = conn.execute(text("SELECT token_hash FROM person_feed")).scalars().all()
+        assert old not in stored  # only the hash is kept
+    rotated = cli(home, db_url, "people", "rotate-feed", "ada@example.com")
+    assert rotated.returncode == 0
+    new = rotated.stdout.split("/feed/", 1)[1].split(".ics", 1)[0]
+    with Store(db_url) as store:
+        people = People(store.engine)
+        assert people.feed_by_token(old) is None
+        renewed = people.feed_by_token(new)
+        assert renewed is not None and renewed.last_modified == datetime(2026, 11, 23, 9, 30, 7, tzinfo=UTC)
