@@ -205,7 +205,7 @@ def _start_http(settings: Settings) -> Any:
 
     feeds = Store(settings.database_url, migrate=False)
     max_age = max(1, int(settings.feed_refresh.total_seconds()))
-    app = build_org_app(People(feeds.engine), max_age=max_age)
+    app = build_org_app(feeds.engine, max_age=max_age)
     server = start_in_thread(serve(app, settings.http_host, settings.http_port))
     log.info("serving the people's feeds on %s:%d", settings.http_host, settings.http_port)
     return server

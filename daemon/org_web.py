@@ -9,6 +9,7 @@ of a real token was guessed.
 
 from __future__ import annotations
 
+from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
@@ -17,11 +18,13 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from daemon.feed_cache import DEFAULT_MAX_AGE
+from daemon.org_metrics import CONTENT_TYPE, render_metrics
 from daemon.people import People
 from daemon.web import FEED_MEDIA_TYPE, AccessLog, not_modified
 
 
-def build_org_app(people: People, *, max_age: int = DEFAULT_MAX_AGE) -> Starlette:
+def build_org_app(engine: Engine, *, max_age: int = DEFAULT_MAX_AGE) -> Starlette:
+    people = People(engine)
     cache_control = f"private, max-age={max_age}"
 
     async def feed(request: Request) -> Response:
@@ -42,7 +45,12 @@ def build_org_app(people: People, *, max_age: int = DEFAULT_MAX_AGE) -> Starlett
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n", headers={"Cache-Control": "no-store"})
 
+    async def metrics(request: Request) -> Response:
+        body = await run_in_threadpool(render_metrics, engine)
+        return Response(body, headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
+
     routes = [
+        Route("/metrics", metrics, methods=["GET"]),
         Route("/feed/{token}.ics", feed, methods=["GET", "HEAD"]),
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
     ]

@@ -22,8 +22,9 @@ import pytest
 from cli_runner import xdg_env
 
 from daemon.org import conninfo, cron_for
+from daemon.org_metrics import render_metrics
 from daemon.people import People
-from daemon.store import Store
+from daemon.store import SourceState, Store
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -216,6 +217,31 @@ def check_feeds_are_served_alike_by_every_replica(workers: Workers, tokens: dict
     assert (wrong.status_code, wrong.content) == (404, nowhere.content)
 
 
+def metric(text: str, sample: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.split(" ", 1)[1])
+    raise AssertionError(f"no sample {sample} in\n{text}")
+
+
+def check_metrics(workers: Workers, url: str, people: int) -> None:
+    port = next(iter(workers.ports.values()))
+    answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
+    body = answer.text
+    succeeded = sum(s == "succeeded" for _, _, s in cycle_jobs(url))
+    assert metric(body, "circleback_people") == people
+    # Cycles keep finishing between the two reads: the metric lies between them.
+    assert succeeded <= metric(body, 'circleback_cycles_total{status="succeeded"}')
+    assert metric(body, 'circleback_cycles_total{status="succeeded"}') <= sum(
+        s == "succeeded" for _, _, s in cycle_jobs(url)
+    )
+    assert metric(body, "circleback_cycle_duration_seconds_count") >= succeeded
+    assert metric(body, "circleback_cycle_duration_seconds_sum") > 0
+    assert "# TYPE circleback_queue_depth gauge" in body
+
+
 def test_cron_for_periods() -> None:
     assert cron_for(timedelta(seconds=3)) == "* * * * * */3"
     assert cron_for(timedelta(minutes=15)) == "*/15 * * * *"
@@ -241,6 +267,7 @@ def test_every_persons_cycle_runs_once_per_period_whichever_worker(
 
     wait_for(lambda: len(finished_periods()) >= 3, "three periods of cycles", workers)
     check_feeds_are_served_alike_by_every_replica(workers, tokens, postgres_url)
+    check_metrics(workers, postgres_url, len(emails))
     workers.stop_all()
     assert all(p.returncode == 0 for p in workers.procs.values()), workers.output()
 
@@ -303,3 +330,17 @@ def test_kill_9_mid_cycle_the_people_are_picked_up_without_duplicates_or_lost_en
     for email in emails:
         assert calendar_log(postgres_url, email) == ["Grace Hopper"]
     assert uids(postgres_url, emails[0])[0] == uids(postgres_url, emails[1])[0]
+
+
+def test_metrics_count_failing_calendars_by_name_without_naming_people(postgres_url: str) -> None:
+    emails = ["ada@example.org", "bo@example.org", "cy@example.org"]
+    add_people(postgres_url, emails)
+    for email, failures in zip(emails, (2, 1, 0), strict=True):
+        with Store(postgres_url, owner=email) as store:
+            store.save_source_state(SourceState(name="team", last_error="timed out", failures=failures))
+    with Store(postgres_url) as store:
+        body = render_metrics(store.engine)
+    assert metric(body, "circleback_people") == 3
+    assert metric(body, 'circleback_calendar_failing_people{calendar="team",direction="read"}') == 2
+    assert metric(body, 'circleback_cycles_total{status="succeeded"}') == 0
+    assert "example.org" not in body
