@@ -280,9 +280,12 @@ class PersonFeedRow(_Base, table=True):
     working feed URLs."""
 
     __tablename__ = "person_feed"
+    # Owner last: lookups by token hash use the index. A token is 256 random bits, so two people never
+    # share a hash; the owner is in the key like in every other unique key of the store.
+    __table_args__ = (UniqueConstraint("token_hash", "owner_id", name="uq_person_feed_token_hash"),)
 
     owner_id: int = _owner_key()
-    token_hash: str = Field(sa_type=Text, unique=True)
+    token_hash: str = Field(sa_type=Text)
     body: bytes | None = Field(default=None, sa_type=LargeBinary)
     etag: str | None = Field(default=None, sa_type=Text)
     last_modified: datetime | None = Field(default=None, sa_type=UTCDateTime)

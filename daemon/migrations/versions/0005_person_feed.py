@@ -31,7 +31,7 @@ def upgrade() -> None:
         sa.Column("last_modified", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("owner_id", name="pk_person_feed"),
         sa.ForeignKeyConstraint(["owner_id"], ["owner.id"], name="fk_person_feed_owner_id_owner"),
-        sa.UniqueConstraint("token_hash", name="uq_person_feed_token_hash"),
+        sa.UniqueConstraint("token_hash", "owner_id", name="uq_person_feed_token_hash"),
     )
 
 
