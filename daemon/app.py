@@ -18,7 +18,7 @@ from connectors.fetch import UnreadableFile, read_regular_file
 from daemon.config import FEED_CALENDAR, Settings
 from daemon.marker_secret import load_or_create_marker_secret, marker_secret_path
 from daemon.sources import source_name as source_name  # the default name, for callers of old
-from daemon.store import Store, StoreError, normalise_url
+from daemon.store import DEFAULT_OWNER, Store, StoreError, normalise_url
 from schedules.model import Plan
 from schedules.plan import parse_plan
 
@@ -65,7 +65,9 @@ def marker_secret_of(settings: Settings) -> Callable[[], bytes]:
     return functools.cache(lambda: load_or_create_marker_secret(marker_secret_path(settings.state_dir)))
 
 
-def build_calendars(settings: Settings, plan: Plan, *, feed_path: Path | None = None) -> Calendars:
+def build_calendars(
+    settings: Settings, plan: Plan, *, feed_path: Path | None = None, owner: str = DEFAULT_OWNER
+) -> Calendars:
     """Every configured calendar, built by its type through the registry; `feed_path` writes the `[feed]`
     calendar somewhere else (`circleback feed export`)."""
     marker_secret = marker_secret_of(settings)
@@ -74,6 +76,7 @@ def build_calendars(settings: Settings, plan: Plan, *, feed_path: Path | None = 
         state_dir=settings.state_dir,
         owner_emails=(plan.owner.email,) if plan.owner.email else (),
         marker_secret=marker_secret,
+        owner=owner,
     )
     readers: list[Reader] = []
     writers: list[Writer] = []

@@ -98,7 +98,7 @@ def cycle_person(settings: Settings, email: str, now: datetime) -> None:
         person = people.get(email)
         _text, plan = people.latest_plan(email)
         own = person_settings(settings, person)
-        calendars = build_calendars(own, plan)
+        calendars = build_calendars(own, plan, owner=email)
         done = run_owner_cycle(
             own,
             plan,
