@@ -870,11 +870,21 @@ def cmd_people_show(args: argparse.Namespace) -> int:
     with _people(args) as people:
         person = people.get(args.email)
         versions = people.plan_versions(args.email)
+        health = people.health(args.email)
     print(f"{person.email}: {person.name}")
     print(f"google subject: {person.google_subject or person.email}")
     print(f"added: {person.created_at.isoformat()}")
     for version in versions:
         print(f"plan v{version.number}: {version.created_at.isoformat()}  sha256 {version.checksum}")
+    if health.last_cycle is None:
+        print("last cycle: none yet")
+    else:
+        when = f" at {health.last_cycle_at.isoformat()}" if health.last_cycle_at else ""
+        print(f"last cycle: {health.last_cycle}{when}")
+    for calendar, reason in health.failing_sources:
+        print(f"calendar {calendar}: failing to read: {reason}")
+    for calendar, refused in health.failing_writes:
+        print(f"calendar {calendar}: {refused} event(s) refused")
     return EXIT_OK
 
 

@@ -17,11 +17,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine, func, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, delete, select
 
-from daemon.dbtypes import OwnerRow, PersonFeedRow, PersonRow, PlanVersionRow, metadata
+from daemon.dbtypes import (
+    PLACEMENT_FAILED,
+    OwnerRow,
+    PersonFeedRow,
+    PersonRow,
+    PlacementRow,
+    PlanVersionRow,
+    SourceStateRow,
+    metadata,
+)
 from daemon.errors import BadInput
 from daemon.feed_cache import FeedSnapshot, feed_etag, http_date
 from daemon.store import DEFAULT_OWNER, StoreError
@@ -51,6 +60,16 @@ class Person:
     plan_versions: int
     plan_checksum: str | None
     plan_updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PersonHealth:
+    """What `people show` reports about one person's cycles and calendars."""
+
+    last_cycle: str | None  # the state of their newest cycle job (organisation mode), None if none yet
+    last_cycle_at: datetime | None
+    failing_sources: list[tuple[str, str]]  # (calendar, reason) of calendars that cannot be read
+    failing_writes: list[tuple[str, int]]  # (calendar, events it refused)
 
 
 @dataclass(frozen=True)
@@ -141,6 +160,44 @@ class People:
         newest = self.plan_versions(email)[-1]
         key = owner_key(email)
         return newest.text, parse_plan(newest.text, plan_label(key))
+
+    def health(self, email: str) -> PersonHealth:
+        key = owner_key(email)
+        with self._session() as s:
+            owner_id = self._person_owner_id(s, key)
+            sources = s.exec(
+                select(SourceStateRow.name, SourceStateRow.last_error)
+                .where(col(SourceStateRow.owner_id) == owner_id, col(SourceStateRow.failures) > 0)
+                .order_by(col(SourceStateRow.name))
+            ).all()
+            writes = s.exec(
+                select(PlacementRow.calendar, func.count())
+                .where(col(PlacementRow.owner_id) == owner_id, col(PlacementRow.state) == PLACEMENT_FAILED)
+                .group_by(col(PlacementRow.calendar))
+                .order_by(col(PlacementRow.calendar))
+            ).all()
+            state, at = self._last_cycle(s, key)
+        return PersonHealth(
+            last_cycle=state,
+            last_cycle_at=at,
+            failing_sources=[(name, error or "failing") for name, error in sources],
+            failing_writes=[(name, int(count)) for name, count in writes],
+        )
+
+    def _last_cycle(self, s: Session, key: str) -> tuple[str | None, datetime | None]:
+        if self._engine.dialect.name != "postgresql":
+            return None, None
+        if not s.execute(text("SELECT to_regclass('procrastinate_jobs') IS NOT NULL")).scalar_one():
+            return None, None
+        row = s.execute(
+            text(
+                "SELECT j.status::text, (SELECT max(e.at) FROM procrastinate_events e WHERE e.job_id = j.id) "
+                "FROM procrastinate_jobs j WHERE j.task_name = 'circleback.cycle' AND j.lock = :key "
+                "ORDER BY j.id DESC LIMIT 1"
+            ),
+            {"key": key},
+        ).first()
+        return (str(row[0]), row[1]) if row is not None else (None, None)
 
     # -- writes --------------------------------------------------------------------------------------------
 

@@ -295,6 +295,9 @@ def test_every_persons_cycle_runs_once_per_period_whichever_worker(
             if other != email:
                 assert not keys[email][1] & keys[other][1]
         assert calendar_log(postgres_url, email) == ["Grace Hopper"]
+    with Store(postgres_url) as store:
+        health = People(store.engine).health(emails[0])
+        assert health.last_cycle == "succeeded" and health.last_cycle_at is not None
 
 
 def test_kill_9_mid_cycle_the_people_are_picked_up_without_duplicates_or_lost_entries(

@@ -11,7 +11,7 @@ from cli_runner import Result, run_in_process
 from sqlalchemy import text
 
 from daemon.people import People, checksum
-from daemon.store import Store
+from daemon.store import SourceState, Store
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ADA = FIXTURES / "plans" / "ada.yaml"
@@ -158,3 +158,14 @@ def test_feed_url_is_shown_once_and_rotating_it_retires_the_old_one(home: Path, 
         assert people.feed_by_token(old) is None
         renewed = people.feed_by_token(new)
         assert renewed is not None and renewed.last_modified == datetime(2026, 11, 23, 9, 30, 7, tzinfo=UTC)
+
+
+def test_show_reports_the_persons_failing_calendars_and_no_one_elses(home: Path, db_url: str) -> None:
+    for email in ("ada@example.com", "bo@example.com"):
+        assert cli(home, db_url, "people", "add", email, "--name", "X", "--plan", str(ADA)).returncode == 0
+    with Store(db_url, owner="bo@example.com") as store:
+        store.save_source_state(SourceState(name="team", last_error="HTTP 500", failures=3))
+    ada = cli(home, db_url, "people", "show", "ada@example.com")
+    bo = cli(home, db_url, "people", "show", "bo@example.com")
+    assert "last cycle: none yet" in ada.stdout and "failing" not in ada.stdout
+    assert "calendar team: failing to read: HTTP 500" in bo.stdout
