@@ -55,6 +55,9 @@ class Context:
     owner_emails: tuple[str, ...] = ()
     # The install's secret that signs and checks key markers, read or made on first use.
     marker_secret: Callable[[], bytes] | None = None
+    # Whose calendars these are (the store's owner): a calendar that stamps its events with an owner
+    # must stamp the right one, or one person's connector would take another's events for its own.
+    owner: str = "default"
 
 
 # factory(name, options, context) -> the back end; options are checked values keyed by option name.
@@ -113,6 +116,7 @@ def _google_backend(name: str, options: Mapping[str, Any], context: Context) -> 
         name=name,
         plan_timezone=context.plan.timezone,
         owner_emails=context.owner_emails,
+        owner=context.owner,
         contact_emails={c.name: c.email for c in context.plan.connections if c.email},
     )
 

@@ -28,6 +28,12 @@ if TYPE_CHECKING:
     from daemon.store import Store
 
 
+def _default_owner() -> str:
+    from daemon.store import DEFAULT_OWNER
+
+    return DEFAULT_OWNER
+
+
 class PlanFileError(Exception):
     """The plan file is missing or unreadable (bad content raises schedules.plan.PlanInvalid)."""
 
@@ -37,6 +43,11 @@ PLAN_MAX_BYTES = 1024 * 1024
 
 
 def load_plan(path: Path) -> Plan:
+    return load_plan_source(path)[1]
+
+
+def load_plan_source(path: Path) -> tuple[str, Plan]:
+    """The plan file's text and the plan read from it (organisation mode stores the text)."""
     try:
         data = read_regular_file(path, PLAN_MAX_BYTES)
     except UnreadableFile as exc:
@@ -49,7 +60,7 @@ def load_plan(path: Path) -> Plan:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PlanFileError(f"{path}: cannot read the plan: {exc}") from None
-    return parse_plan(text, str(path))
+    return text, parse_plan(text, str(path))
 
 
 @dataclass
@@ -65,7 +76,9 @@ def marker_secret_of(settings: Settings) -> Callable[[], bytes]:
     return functools.cache(lambda: load_or_create_marker_secret(marker_secret_path(settings.state_dir)))
 
 
-def build_calendars(settings: Settings, plan: Plan, *, feed_path: Path | None = None) -> Calendars:
+def build_calendars(
+    settings: Settings, plan: Plan, *, feed_path: Path | None = None, owner: str | None = None
+) -> Calendars:
     """Every configured calendar, built by its type through the registry; `feed_path` writes the `[feed]`
     calendar somewhere else (`circleback feed export`)."""
     marker_secret = marker_secret_of(settings)
@@ -74,6 +87,7 @@ def build_calendars(settings: Settings, plan: Plan, *, feed_path: Path | None = 
         state_dir=settings.state_dir,
         owner_emails=(plan.owner.email,) if plan.owner.email else (),
         marker_secret=marker_secret,
+        owner=owner or _default_owner(),
     )
     readers: list[Reader] = []
     writers: list[Writer] = []

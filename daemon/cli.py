@@ -13,7 +13,8 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from connectors.base import ConnectorError
 from daemon import render
-from daemon.app import PlanFileError, build_calendars, load_plan, open_store
+from daemon.app import PlanFileError, build_calendars, load_plan, load_plan_source, open_store
 from daemon.config import ConfigError, Settings, add_flags, flag_overrides, load_settings, toml_key
 from daemon.errors import BadInput
 from daemon.secret_token import TokenFileError
@@ -33,6 +34,7 @@ from schedules.plan import PlanInvalid
 from schedules.renames import renamed, resolve
 
 if TYPE_CHECKING:
+    from daemon.people import People, Person
     from daemon.store import Store
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
@@ -177,7 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     status = command("status", "per connection: last interaction, next due, overdue; calendar health")
     status.add_argument("--json", action="store_true", help="machine-readable output")
 
-    command("run", "run the background service in the foreground (systemd, Docker, launchd)")
+    run = command("run", "run the background service in the foreground (systemd, Docker, launchd)")
+    run.add_argument(
+        "--org",
+        action="store_true",
+        help="organisation mode: run every person's cycle with procrastinate workers (PostgreSQL only; "
+        "the default on a PostgreSQL database that has people)",
+    )
 
     auth = commands.add_parser(
         "auth", help="connect a calendar account", description="connect a calendar account"
@@ -193,7 +201,37 @@ def build_parser() -> argparse.ArgumentParser:
     google.add_argument("--token-file", type=Path, metavar="FILE", help="default: XDG config dir")
     google.add_argument("--port", type=int, default=0, help="local port for Google's answer (default: any)")
     command("config", "show the settings in force and where each came from")
+    _people_parser(commands, command)
     return parser
+
+
+def _people_parser(commands: Any, command: Callable[..., argparse.ArgumentParser]) -> None:
+    people = commands.add_parser(
+        "people",
+        help="the people of an organisation (organisation mode)",
+        description="the people of an organisation (organisation mode)",
+    )
+    people_commands = people.add_subparsers(dest="people_command", metavar="COMMAND", required=True)
+    add = command("add", "add a person with their focus plan (give it with --plan FILE)", people_commands)
+    add.add_argument("email", metavar="EMAIL")
+    add.add_argument("--name", required=True, help="the person's name")
+    add.add_argument("--google-subject", metavar="EMAIL", help="their Google account (default: EMAIL)")
+    listing = command("list", "list the people", people_commands)
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    show = command("show", "show one person and their plan's history", people_commands)
+    show.add_argument("email", metavar="EMAIL")
+    set_plan = command(
+        "set-plan", "give a person a new focus plan (checked like `plan check`)", people_commands
+    )
+    set_plan.add_argument("email", metavar="EMAIL")
+    set_plan.add_argument("plan_path", type=Path, metavar="FILE")
+    rotate = command("rotate-feed", "give a person a new secret feed URL", people_commands)
+    rotate.add_argument("email", metavar="EMAIL")
+    remove = command("remove", "stop running a person's cycles", people_commands)
+    remove.add_argument("email", metavar="EMAIL")
+    remove.add_argument(
+        "--purge", action="store_true", help="also delete their plans, log, placements and calendar state"
+    )
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -580,9 +618,28 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if _organisation_mode(settings, requested=args.org):
+        # Only here: the personal mode never imports procrastinate.
+        from daemon.org import run_org
+
+        return run_org(settings)
     from daemon.service import run_service
 
-    return run_service(_settings(args))
+    return run_service(settings)
+
+
+def _organisation_mode(settings: Settings, *, requested: bool) -> bool:
+    from daemon.people import People
+    from daemon.store import Store
+
+    postgres = Store.url_backend(settings.database_url) == "postgresql"
+    if requested and not postgres:
+        raise BadInput("--org: organisation mode needs a PostgreSQL database_url (postgresql+psycopg://...)")
+    if requested or not postgres:
+        return requested
+    with Store(settings.database_url) as store:
+        return bool(People(store.engine).emails())
 
 
 # --------------------------------------------------------------------------------------------- the audit
@@ -784,6 +841,128 @@ def _store_errors(name: str) -> tuple[type[BaseException], ...]:
     return (getattr(store, name),) if store is not None else ()
 
 
+# --------------------------------------------------------------------------------------------- people
+
+
+@contextmanager
+def _people(args: argparse.Namespace) -> Iterator[People]:
+    from daemon.people import People
+    from daemon.store import Store
+
+    settings = load_settings(overrides=flag_overrides(args))
+    with Store(settings.database_url) as store:
+        yield People(store.engine)
+
+
+def _person_json(person: Person) -> dict[str, object]:
+    return {
+        "email": person.email,
+        "name": person.name,
+        "google_subject": person.google_subject,
+        "created_at": person.created_at.isoformat(),
+        "plan_versions": person.plan_versions,
+        "plan_checksum": person.plan_checksum,
+        "plan_updated_at": person.plan_updated_at.isoformat() if person.plan_updated_at else None,
+    }
+
+
+def cmd_people_add(args: argparse.Namespace) -> int:
+    if not getattr(args, "plan", None):
+        raise BadInput("people add: give the person's focus plan with --plan FILE")
+    # Checked before the database is opened: a bad plan or address writes nothing.
+    owner_key(args.email)
+    plan_text, _plan = load_plan_source(Path(args.plan))
+    with _people(args) as people:
+        person, token = people.add(
+            args.email,
+            name=args.name,
+            plan_text=plan_text,
+            google_subject=args.google_subject,
+            now=_now_from(args),
+        )
+    print(f"added {person.email} ({person.name}), plan {person.plan_checksum}")
+    # Shown once: only its hash is kept (`people rotate-feed` makes a new one).
+    print(f"feed: {_person_feed_url(args, token)}")
+    return EXIT_OK
+
+
+def _person_feed_url(args: argparse.Namespace, token: str) -> str:
+    settings = load_settings(overrides=flag_overrides(args))
+    base = settings.feed_base_url.rstrip("/") or f"http://{settings.http_host}:{settings.http_port}"
+    return f"{base}/feed/{token}.ics"
+
+
+def cmd_people_rotate_feed(args: argparse.Namespace) -> int:
+    with _people(args) as people:
+        token = people.rotate_feed_token(args.email)
+    url = _person_feed_url(args, token)
+    print(f"{owner_key(args.email)}: new feed URL (the old one no longer works): {url}")
+    return EXIT_OK
+
+
+def cmd_people_list(args: argparse.Namespace) -> int:
+    with _people(args) as people:
+        found = people.everyone()
+    if args.json:
+        _print_json([_person_json(p) for p in found])
+        return EXIT_OK
+    if not found:
+        print("no people yet (add one with `circleback people add EMAIL --name NAME --plan FILE`)")
+    for person in found:
+        print(f"{person.email}  {person.name}  plan v{person.plan_versions}")
+    return EXIT_OK
+
+
+def cmd_people_show(args: argparse.Namespace) -> int:
+    with _people(args) as people:
+        person = people.get(args.email)
+        versions = people.plan_versions(args.email)
+        health = people.health(args.email)
+    print(f"{person.email}: {person.name}")
+    print(f"google subject: {person.google_subject or person.email}")
+    print(f"added: {person.created_at.isoformat()}")
+    for version in versions:
+        print(f"plan v{version.number}: {version.created_at.isoformat()}  sha256 {version.checksum}")
+    if health.last_cycle is None:
+        print("last cycle: none yet")
+    else:
+        when = f" at {health.last_cycle_at.isoformat()}" if health.last_cycle_at else ""
+        print(f"last cycle: {health.last_cycle}{when}")
+    for calendar, reason in health.failing_sources:
+        print(f"calendar {calendar}: failing to read: {reason}")
+    for calendar, refused in health.failing_writes:
+        print(f"calendar {calendar}: {refused} event(s) refused")
+    return EXIT_OK
+
+
+def cmd_people_set_plan(args: argparse.Namespace) -> int:
+    plan_text, _plan = load_plan_source(args.plan_path)
+    with _people(args) as people:
+        changed = people.set_plan(args.email, plan_text, now=_now_from(args))
+        person = people.get(args.email)
+    if changed:
+        print(f"{person.email}: plan v{person.plan_versions} stored ({person.plan_checksum})")
+    else:
+        print(f"{person.email}: plan unchanged (v{person.plan_versions})")
+    return EXIT_OK
+
+
+def cmd_people_remove(args: argparse.Namespace) -> int:
+    with _people(args) as people:
+        people.remove(args.email, purge=args.purge)
+    what = "removed with everything they owned" if args.purge else "removed (their history is kept)"
+    print(f"{owner_key(args.email)}: {what}")
+    return EXIT_OK
+
+
+HANDLERS[("people", "add")] = cmd_people_add
+HANDLERS[("people", "list")] = cmd_people_list
+HANDLERS[("people", "show")] = cmd_people_show
+HANDLERS[("people", "set-plan")] = cmd_people_set_plan
+HANDLERS[("people", "remove")] = cmd_people_remove
+HANDLERS[("people", "rotate-feed")] = cmd_people_rotate_feed
+
+
 def _fail(status: int, message: str) -> NoReturn:
     print(message, file=sys.stderr)
     raise SystemExit(status)
@@ -794,7 +973,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = next(
         (
             getattr(args, name)
-            for name in ("plan_command", "feed_command", "log_command", "review_command", "auth_command")
+            for name in (
+                "plan_command",
+                "feed_command",
+                "log_command",
+                "review_command",
+                "auth_command",
+                "people_command",
+            )
             if getattr(args, name, None)
         ),
         None,
@@ -833,3 +1019,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def owner_key(email: str) -> str:
+    """A person's owner key from their address (checked), loading the people module only when needed."""
+    from daemon.people import owner_key as key_of
+
+    return key_of(email)

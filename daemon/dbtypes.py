@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
-from sqlalchemy import CheckConstraint, MetaData, Table, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, LargeBinary, MetaData, Table, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import registry
 from sqlalchemy.types import DateTime, TypeDecorator
@@ -246,6 +246,49 @@ class PlacementRow(_Base, table=True):
     last_error: str | None = Field(default=None, sa_type=Text)
     retryable: bool = True
     updated_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class PersonRow(_Base, table=True):
+    """A person of an organisation (organisation mode): the owner whose cycle the workers run.
+
+    The owner row stays when a person is removed without purge, so their history is kept; the person row
+    going is what stops their cycles."""
+
+    __tablename__ = "person"
+
+    owner_id: int = _owner_key()
+    name: str = Field(sa_type=Text)
+    google_subject: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class PlanVersionRow(_Base, table=True):
+    """One version of a person's focus plan, as its YAML text; the newest (highest id) is in force."""
+
+    __tablename__ = "plan_version"
+
+    id: int | None = Field(default=None, primary_key=True)
+    owner_id: int = _owner_column()
+    text: str = Field(sa_type=Text)
+    checksum: str = Field(sa_type=Text)  # sha256 of the UTF-8 text, hex
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class PersonFeedRow(_Base, table=True):
+    """A person's rendered feed and the hash of its secret token: every replica serves the same bytes,
+    ETag and Last-Modified from here. Only the token's SHA-256 is kept, so the database does not hold
+    working feed URLs."""
+
+    __tablename__ = "person_feed"
+    # Owner last: lookups by token hash use the index. A token is 256 random bits, so two people never
+    # share a hash; the owner is in the key like in every other unique key of the store.
+    __table_args__ = (UniqueConstraint("token_hash", "owner_id", name="uq_person_feed_token_hash"),)
+
+    owner_id: int = _owner_key()
+    token_hash: str = Field(sa_type=Text)
+    body: bytes | None = Field(default=None, sa_type=LargeBinary)
+    etag: str | None = Field(default=None, sa_type=Text)
+    last_modified: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 def table_of(model: type[SQLModel]) -> Table:

@@ -21,15 +21,15 @@ from typing import Any
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from connectors.base import Reader
-from connectors.ics_feed import render_feed
 from daemon.app import PlanFileError, build_calendars, load_plan
 from daemon.backoff import CalendarHealth, GuardedReader
 from daemon.config import Settings
-from daemon.cycle import LOOKBACK, run_cycle
+from daemon.cycle import LOOKBACK
 from daemon.feed_cache import FeedCache
 from daemon.lock import AlreadyRunning, ProcessLock, database_file_for
 from daemon.logs import setup_logging
 from daemon.notify import Notifier
+from daemon.owner_cycle import run_owner_cycle
 from daemon.secret_token import TokenFileError
 from daemon.store import Store, StoreError
 from schedules.events import Interval
@@ -211,26 +211,20 @@ class Service:
             readers = self.sync_calendar_jobs(calendars.readers, generation)
             now = utcnow()
             try:
-                report = run_cycle(
+                done = run_owner_cycle(
+                    self.settings,
                     plan,
                     self.store,
                     readers=readers,
                     writers=calendars.writers,
+                    marker_secret=calendars.marker_secret,
                     now=now,
-                    horizon=self.settings.horizon,
-                    grace=self.settings.grace,
                 )
             except Exception as exc:  # a cycle failure must not kill the scheduler; it retries next time
                 self.last_cycle_error = f"{type(exc).__name__}: {exc}"
                 log.exception("cycle failed; retrying at the next run")
                 return
-            data = render_feed(
-                report.published,
-                plan=plan,
-                name=self.settings.feed_name,
-                refresh=self.settings.feed_refresh,
-                marker_secret=calendars.marker_secret(),
-            )
+            report, data = done.report, done.feed
             changed = self.cache.update(data, self._changed_at(data, now))
             self.last_cycle_ok, self.last_cycle_error = now, None
             log.info(

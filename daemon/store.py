@@ -396,6 +396,11 @@ class Store:
                 self._engine.dispose()
                 raise
 
+    @staticmethod
+    def url_backend(url: str) -> str:
+        """ "sqlite" or "postgresql", without opening anything."""
+        return normalise_url(url).get_backend_name()
+
     @property
     def engine(self) -> Engine:
         return self._engine

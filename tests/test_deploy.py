@@ -879,3 +879,51 @@ def test_readme_section_matches_the_files() -> None:
         "### launchd",
     ]:
         assert subsection in readme
+
+
+ORG_UNIT = DEPLOY / "systemd" / "system" / "circleback-org@.service"
+
+
+def test_organisation_template_unit_verifies_clean_for_an_instance(tmp_path: Path) -> None:
+    unit_text = ORG_UNIT.read_text(encoding="utf-8")
+    assert "ExecStart=/opt/circleback/venv/bin/circleback run --org\n" in unit_text
+    copy = tmp_path / "circleback-org@8766.service"
+    rewritten = with_exec(unit_text, SYSTEM_EXEC, fake_executable(tmp_path / "bin"))
+    copy.write_text(rewritten, encoding="utf-8")
+    assert verify(copy) == ""
+    broken = tmp_path / "circleback-org@8767.service"
+    broken.write_text(rewritten.replace("Type=exec", "Type=exec-ish"), encoding="utf-8")
+    assert "Failed to parse service type" in verify(broken)
+
+
+def test_organisation_replicas_share_one_user_and_state_and_listen_on_their_instance_port() -> None:
+    unit_text = ORG_UNIT.read_text(encoding="utf-8")
+    for line in (
+        "DynamicUser=yes",
+        "User=circleback-org",
+        "StateDirectory=circleback-org",
+        "Environment=CIRCLEBACK_HTTP_PORT=%i",
+    ):
+        assert f"\n{line}\n" in unit_text
+    # No sd_notify in organisation mode: Type=notify would never become ready.
+    assert "Type=notify" not in unit_text and "WatchdogSec" not in unit_text
+
+
+def test_organisation_compose_runs_three_replicas_on_one_database() -> None:
+    from ruamel.yaml import YAML
+
+    compose = YAML(typ="safe").load((DEPLOY / "docker" / "compose.org.yaml").read_text(encoding="utf-8"))
+    services = compose["services"]
+    replicas = {name: s for name, s in services.items() if name.startswith("replica-")}
+    assert len(replicas) == 3
+    published = set()
+    for replica in replicas.values():
+        assert replica["command"] == ["run", "--org"]
+        assert replica["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+        assert replica["environment"]["CIRCLEBACK_DATABASE_URL"].startswith("postgresql+psycopg://")
+        assert "circleback-state:/var/lib/circleback" in replica["volumes"]
+        (port,) = replica["ports"]
+        assert port.startswith("127.0.0.1:")
+        published.add(port)
+    assert len(published) == 3
+    assert "postgres" in services and "ports" not in services["postgres"]

@@ -17,7 +17,9 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Column, Integer, MetaData, inspect, text
 
+from daemon import org_schema
 from daemon.dbtypes import metadata
+from daemon.org_schema import is_circleback_object
 from daemon.store import MIGRATIONS_DIR, Store, StoreError, alembic_config
 from schedules.events import Interaction
 
@@ -33,20 +35,22 @@ def _tables(store: Store) -> set[str]:
 
 def _diff(store: Store, target: MetaData) -> list[object]:
     with store.engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_name": is_circleback_object}
+        )
         return list(compare_metadata(context, target))
 
 
 def test_one_linear_history_with_a_single_head() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert script.get_heads() == ["0002"]
-    assert [r.revision for r in script.walk_revisions()] == ["0002", "0001"]
+    assert script.get_heads() == ["0005"]
+    assert [r.revision for r in script.walk_revisions()] == ["0005", "0004", "0003", "0002", "0001"]
 
 
 def test_upgrade_from_empty_reaches_head(db_url: str) -> None:
     with Store(db_url) as store:
         assert store.at_head()
-        assert store.current_revisions() == {"0002"}
+        assert store.current_revisions() == {"0005"}
         assert _tables(store) >= TABLES_0002 | {"alembic_version"}
 
 
@@ -78,6 +82,31 @@ def test_downgrade_to_base_then_upgrade_again(db_url: str) -> None:
         assert _tables(store) >= TABLES_0002
 
 
+@pytest.mark.postgres
+def test_the_queue_schema_comes_and_goes_with_circleback_migrations(postgres_url: str) -> None:
+    with Store(postgres_url) as store:
+        assert _tables(store) >= set(org_schema.TABLES)
+        with store.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0003")
+        assert not {t for t in _tables(store) if t.startswith("procrastinate")}
+        with store.engine.connect() as conn:
+            left = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_proc WHERE proname LIKE 'procrastinate%' "
+                    "AND pronamespace = current_schema()::regnamespace"
+                )
+            ).scalar_one()
+        assert left == 0
+        store.migrate()
+        assert _tables(store) >= set(org_schema.TABLES)
+
+
+def test_the_queue_schema_is_postgresql_only(sqlite_url: str) -> None:
+    with Store(sqlite_url) as store:
+        assert store.at_head()
+        assert not {t for t in _tables(store) if t.startswith("procrastinate")}
+
+
 def test_models_match_the_migrated_schema(db_url: str) -> None:
     with Store(db_url) as store:
         assert _diff(store, metadata) == []
@@ -101,13 +130,13 @@ def test_autogenerate_against_head_writes_an_empty_revision(sqlite_url: str, tmp
     with Store(sqlite_url) as store, store.engine.begin() as conn:
         config = alembic_config(conn)
         config.set_main_option("script_location", str(copy))
-        script = command.revision(config, message="nothing to do", autogenerate=True, rev_id="0003")
+        script = command.revision(config, message="nothing to do", autogenerate=True, rev_id="0006")
     assert script is not None and not isinstance(script, list)
     source = Path(script.path).read_text()
     compile(source, script.path, "exec")
     body = source.split("def upgrade() -> None:", 1)[1].split("def downgrade", 1)[0]
     assert "op." not in body, body
-    assert "down_revision: str | None = '0002'" in source
+    assert "down_revision: str | None = '0005'" in source
 
 
 def test_a_database_from_a_newer_version_is_refused_clearly(sqlite_url: str) -> None:

@@ -14,6 +14,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from daemon.dbtypes import metadata
+from daemon.org_schema import is_circleback_object
 from daemon.store import create_engine, normalise_url
 
 config = context.config
@@ -26,6 +27,7 @@ def _run(connection: Connection) -> None:
         # SQLite cannot ALTER most things in place; batch mode rebuilds tables for later migrations.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=is_circleback_object,
     )
     with context.begin_transaction():
         context.run_migrations()

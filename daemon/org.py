@@ -1,0 +1,211 @@
+"""Organisation mode: every person's cycle, run by procrastinate workers on PostgreSQL.
+
+Imported only by `circleback run` in organisation mode (procrastinate is the optional extra `org`; the
+personal mode never imports this module).
+
+- A periodic task (`circleback.tick`, one cron period = `schedule.sync_every`) is deferred once per period
+  however many workers run: procrastinate records each periodic defer under a unique key.
+- The tick defers one `circleback.cycle` job per person with `lock=<email>` (never two cycles of one person
+  at once) and `queueing_lock=<email>` (never two waiting): a person whose last cycle is still waiting is
+  not queued twice.
+- A job whose worker died (kill -9, power loss) stays `doing`; the tick hands it back to the queue once its
+  worker has missed heartbeats for STALLED_AFTER (procrastinate's stalled-job handling). The cycle writes in
+  one transaction and is idempotent, so running it again is safe.
+- A job loads the person's newest plan from the database and runs `run_owner_cycle` with
+  `Store(url, owner=email)`: nothing of one person is visible to another's cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import procrastinate
+from procrastinate.exceptions import AlreadyEnqueued, UniqueViolation
+from procrastinate.jobs import Status
+from sqlalchemy import text
+
+from daemon import org_schema
+from daemon.app import build_calendars
+from daemon.config import FEED_CALENDAR, CalendarConfig, Settings
+from daemon.logs import setup_logging
+from daemon.owner_cycle import run_owner_cycle
+from daemon.people import People, Person
+from daemon.store import Store, normalise_url
+
+log = logging.getLogger("circleback.org")
+
+CYCLE_TASK: Final = "circleback.cycle"
+TICK_TASK: Final = "circleback.tick"
+CYCLE_QUEUE: Final = "cycles"
+TICK_QUEUE: Final = "ticks"
+# A worker writes its heartbeat this often; a job whose worker has been silent for STALLED_AFTER is
+# retried. Long enough that a busy event loop is not mistaken for a dead worker.
+HEARTBEAT: Final = timedelta(seconds=2)
+STALLED_AFTER: Final = timedelta(seconds=10)
+# Jobs run in threads: a cycle mostly waits for calendars, so a few per worker keep it busy.
+CONCURRENCY: Final = 4
+_SCHEMA_LOCK_ID: Final = 0x0C1C1EBAE
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def conninfo(database_url: str) -> str:
+    """libpq's form of the store's URL; its `options` (a test's search_path, say) carry over."""
+    return normalise_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def cron_for(period: timedelta) -> str:
+    """A cron expression that fires every `period` (croniter's sixth field is seconds)."""
+    seconds = int(period.total_seconds())
+    if seconds <= 0:
+        raise ValueError(f"a cycle period must be positive, not {period}")
+    if seconds < 60:
+        return f"* * * * * */{seconds}"
+    if seconds < 3600:
+        return f"*/{max(1, seconds // 60)} * * * *"
+    if seconds < 86400:
+        return f"0 */{max(1, seconds // 3600)} * * *"
+    return "0 0 * * *"
+
+
+def person_settings(settings: Settings, person: Person) -> Settings:
+    """The organisation's calendars as this person's: Google through domain-wide delegation as the
+    person, and no shared feed file (each person's feed is theirs alone)."""
+    calendars: list[CalendarConfig] = []
+    for calendar in settings.calendars:
+        if calendar.name == FEED_CALENDAR:
+            continue
+        if calendar.type == "google":
+            google = calendar.options["settings"]
+            if google.service_account_file is not None:
+                subject = person.google_subject or person.email
+                options = {**calendar.options, "settings": dataclasses.replace(google, subject=subject)}
+                calendar = dataclasses.replace(calendar, options=options)
+        calendars.append(calendar)
+    return dataclasses.replace(settings, calendars=tuple(calendars))
+
+
+def cycle_person(settings: Settings, email: str, now: datetime) -> None:
+    """One person's cycle, from the plan in force in the database."""
+    with Store(settings.database_url, owner=email, migrate=False) as store:
+        people = People(store.engine)
+        person = people.get(email)
+        _text, plan = people.latest_plan(email)
+        own = person_settings(settings, person)
+        calendars = build_calendars(own, plan, owner=email)
+        done = run_owner_cycle(
+            own,
+            plan,
+            store,
+            readers=calendars.readers,
+            writers=calendars.writers,
+            marker_secret=calendars.marker_secret,
+            now=now,
+        )
+        People(store.engine).save_feed(email, done.feed, now)
+    report = done.report
+    log.info(
+        "cycle of %s done: %d upcoming, %d logged, %d calendar fault(s)",
+        email,
+        len(report.upcoming),
+        report.new_entries,
+        len(report.faults),
+    )
+
+
+def prepare(settings: Settings) -> None:
+    """Migrate circleback's schema and make sure the queue's tables exist (one process at a time)."""
+    with Store(settings.database_url) as store:
+        if store.backend != "postgresql":
+            raise org_schema.QueueUnavailable("organisation mode needs a PostgreSQL database_url")
+        with store.engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _SCHEMA_LOCK_ID})
+            org_schema.ensure_schema(conn)
+
+
+def make_app(settings: Settings, period: timedelta | None = None) -> procrastinate.App:
+    app = procrastinate.App(
+        connector=procrastinate.PsycopgConnector(conninfo=conninfo(settings.database_url))
+    )
+    people_store = Store(settings.database_url, migrate=False)
+
+    @app.task(name=CYCLE_TASK, queue=CYCLE_QUEUE)
+    def cycle(owner: str, period: int) -> None:
+        del period  # in the arguments so each period's job is told apart in the queue's history
+        cycle_person(settings, owner, utcnow())
+
+    async def retry_stalled() -> None:
+        stalled = await app.job_manager.get_stalled_jobs(
+            task_name=CYCLE_TASK, seconds_since_heartbeat=STALLED_AFTER.total_seconds()
+        )
+        for job in stalled:
+            try:
+                await app.job_manager.retry_job(job)
+                log.warning("cycle job %s of %s: its worker stopped; running it again", job.id, job.lock)
+            except UniqueViolation:
+                # A later period's job for this person is already waiting (queueing lock): that one runs
+                # the cycle; this one is closed so its lock no longer holds the person back.
+                await app.job_manager.finish_job(job, status=Status.FAILED, delete_job=False)
+                log.warning(
+                    "cycle job %s of %s: its worker stopped; a newer job takes over", job.id, job.lock
+                )
+
+    @app.periodic(cron=cron_for(period or settings.sync_every), periodic_id="people")
+    @app.task(name=TICK_TASK, queue=TICK_QUEUE)
+    async def tick(timestamp: int) -> None:
+        await retry_stalled()
+        emails = await asyncio.to_thread(People(people_store.engine).emails)
+        for email in emails:
+            try:
+                await cycle.configure(lock=email, queueing_lock=email).defer_async(
+                    owner=email, period=timestamp
+                )
+            except AlreadyEnqueued:
+                log.info("cycle of %s is still waiting from an earlier period; not queued twice", email)
+
+    return app
+
+
+def run_org(settings: Settings, *, period: timedelta | None = None, worker_name: str | None = None) -> int:
+    """`circleback run` in organisation mode: a procrastinate worker until SIGTERM or SIGINT."""
+    setup_logging(settings.log_format, settings.log_level, access_log=settings.http_access_log)
+    try:
+        prepare(settings)
+    except org_schema.QueueUnavailable as exc:
+        log.error("cannot start: %s", exc)
+        return 2
+    app = make_app(settings, period)
+    options: dict[str, Any] = {
+        "concurrency": CONCURRENCY,
+        "update_heartbeat_interval": HEARTBEAT.total_seconds(),
+        "stalled_worker_timeout": STALLED_AFTER.total_seconds(),
+    }
+    if worker_name:
+        options["name"] = worker_name
+    server = _start_http(settings) if settings.http_enabled else None
+    log.info("organisation mode: procrastinate worker on %s", normalise_url(settings.database_url))
+    try:
+        app.run_worker(**options)
+    finally:
+        if server is not None:
+            server.stop()
+    log.info("stopped")
+    return 0
+
+
+def _start_http(settings: Settings) -> Any:
+    from daemon.org_web import build_org_app
+    from daemon.web import serve, start_in_thread
+
+    feeds = Store(settings.database_url, migrate=False)
+    max_age = max(1, int(settings.feed_refresh.total_seconds()))
+    app = build_org_app(feeds.engine, max_age=max_age)
+    server = start_in_thread(serve(app, settings.http_host, settings.http_port))
+    log.info("serving the people's feeds on %s:%d", settings.http_host, settings.http_port)
+    return server

@@ -1,0 +1,338 @@
+"""The people of an organisation: who they are and every version of their focus plan.
+
+A person is an owner of the store (their email, case-folded, is the owner key) with a `person` row; the
+workers run a cycle for every person. Their plans live in the database as YAML text with a checksum, newest
+last, so any replica can run anyone's cycle without shared files. These are the cross-owner queries of
+organisation mode; everything else a person owns is read and written through `Store(url, owner=email)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from sqlalchemy import Engine, func, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session, col, delete, select
+
+from daemon.dbtypes import (
+    PLACEMENT_FAILED,
+    OwnerRow,
+    PersonFeedRow,
+    PersonRow,
+    PlacementRow,
+    PlanVersionRow,
+    SourceStateRow,
+    metadata,
+)
+from daemon.errors import BadInput
+from daemon.feed_cache import FeedSnapshot, feed_etag, http_date
+from daemon.store import DEFAULT_OWNER, StoreError
+from schedules.model import Plan
+from schedules.plan import parse_plan
+
+# Deliberately loose: the address is a key and the Google subject, not something circleback mails to.
+_EMAIL: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class UnknownPerson(BadInput):
+    def __init__(self, email: str) -> None:
+        super().__init__(f"no person {email!r} (see `circleback people list`)")
+
+
+class PersonExists(BadInput):
+    def __init__(self, email: str) -> None:
+        super().__init__(f"{email!r} is already a person (change their plan with `people set-plan`)")
+
+
+@dataclass(frozen=True)
+class Person:
+    email: str
+    name: str
+    google_subject: str | None
+    created_at: datetime
+    plan_versions: int
+    plan_checksum: str | None
+    plan_updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class PersonHealth:
+    """What `people show` reports about one person's cycles and calendars."""
+
+    last_cycle: str | None  # the state of their newest cycle job (organisation mode), None if none yet
+    last_cycle_at: datetime | None
+    failing_sources: list[tuple[str, str]]  # (calendar, reason) of calendars that cannot be read
+    failing_writes: list[tuple[str, int]]  # (calendar, events it refused)
+
+
+@dataclass(frozen=True)
+class PlanVersion:
+    number: int  # 1 for a person's first plan
+    text: str
+    checksum: str
+    created_at: datetime
+
+
+def owner_key(email: str) -> str:
+    """The owner key of a person: the address without surrounding spaces, case-folded, checked."""
+    key = email.strip().casefold()
+    if not _EMAIL.match(key):
+        raise BadInput(f"{email!r} is not an email address")
+    if key == DEFAULT_OWNER:
+        raise BadInput(f"{email!r} is reserved for the personal mode")
+    return key
+
+
+def checksum(plan_text: str) -> str:
+    return hashlib.sha256(plan_text.encode("utf-8")).hexdigest()
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def plan_label(email: str) -> str:
+    """Where a stored plan's problems are said to be (in place of a file name)."""
+    return f"plan of {email}"
+
+
+class People:
+    """The people in one database; `engine` is a migrated store's engine (`Store.engine`)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        try:
+            with Session(self._engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database error, nothing was changed: {exc}") from exc
+
+    # -- reads ---------------------------------------------------------------------------------------------
+
+    def everyone(self) -> list[Person]:
+        with self._session() as s:
+            keys = s.exec(
+                select(OwnerRow.key).join(PersonRow, col(PersonRow.owner_id) == col(OwnerRow.id))
+            ).all()
+            return sorted((self._person(s, key) for key in keys), key=lambda p: p.email)
+
+    def emails(self) -> list[str]:
+        """Every person's key, in one query (the tick asks for it every period)."""
+        with self._session() as s:
+            return list(
+                s.exec(
+                    select(OwnerRow.key)
+                    .join(PersonRow, col(PersonRow.owner_id) == col(OwnerRow.id))
+                    .order_by(col(OwnerRow.key))
+                ).all()
+            )
+
+    def get(self, email: str) -> Person:
+        with self._session() as s:
+            return self._person(s, owner_key(email))
+
+    def plan_versions(self, email: str) -> list[PlanVersion]:
+        with self._session() as s:
+            owner_id = self._person_owner_id(s, owner_key(email))
+            rows = s.exec(
+                select(PlanVersionRow)
+                .where(col(PlanVersionRow.owner_id) == owner_id)
+                .order_by(col(PlanVersionRow.id))
+            ).all()
+            return [PlanVersion(n, r.text, r.checksum, r.created_at) for n, r in enumerate(rows, 1)]
+
+    def latest_plan(self, email: str) -> tuple[str, Plan]:
+        """The plan in force for a person, parsed (it was valid when stored; parsing again keeps one path)."""
+        newest = self.plan_versions(email)[-1]
+        key = owner_key(email)
+        return newest.text, parse_plan(newest.text, plan_label(key))
+
+    def health(self, email: str) -> PersonHealth:
+        key = owner_key(email)
+        with self._session() as s:
+            owner_id = self._person_owner_id(s, key)
+            sources = s.exec(
+                select(SourceStateRow.name, SourceStateRow.last_error)
+                .where(col(SourceStateRow.owner_id) == owner_id, col(SourceStateRow.failures) > 0)
+                .order_by(col(SourceStateRow.name))
+            ).all()
+            writes = s.exec(
+                select(PlacementRow.calendar, func.count())
+                .where(col(PlacementRow.owner_id) == owner_id, col(PlacementRow.state) == PLACEMENT_FAILED)
+                .group_by(col(PlacementRow.calendar))
+                .order_by(col(PlacementRow.calendar))
+            ).all()
+            state, at = self._last_cycle(s, key)
+        return PersonHealth(
+            last_cycle=state,
+            last_cycle_at=at,
+            failing_sources=[(name, error or "failing") for name, error in sources],
+            failing_writes=[(name, int(count)) for name, count in writes],
+        )
+
+    def _last_cycle(self, s: Session, key: str) -> tuple[str | None, datetime | None]:
+        if self._engine.dialect.name != "postgresql":
+            return None, None
+        if not s.execute(text("SELECT to_regclass('procrastinate_jobs') IS NOT NULL")).scalar_one():
+            return None, None
+        row = s.execute(
+            text(
+                "SELECT j.status::text, (SELECT max(e.at) FROM procrastinate_events e WHERE e.job_id = j.id) "
+                "FROM procrastinate_jobs j WHERE j.task_name = 'circleback.cycle' AND j.lock = :key "
+                "ORDER BY j.id DESC LIMIT 1"
+            ),
+            {"key": key},
+        ).first()
+        return (str(row[0]), row[1]) if row is not None else (None, None)
+
+    # -- writes --------------------------------------------------------------------------------------------
+
+    def add(
+        self, email: str, *, name: str, plan_text: str, google_subject: str | None, now: datetime
+    ) -> tuple[Person, str]:
+        """The new person and the secret token of their feed URL (only its hash is kept)."""
+        key = owner_key(email)
+        if not name.strip():
+            raise BadInput("--name must not be empty")
+        subject = owner_key(google_subject) if google_subject else None
+        with self._session() as s:
+            owner_id = self._owner_id(s, key, now)
+            if s.get(PersonRow, owner_id) is not None:
+                raise PersonExists(key)
+            s.add(PersonRow(owner_id=owner_id, name=name.strip(), google_subject=subject, created_at=now))
+            digest = checksum(plan_text)
+            s.add(PlanVersionRow(owner_id=owner_id, text=plan_text, checksum=digest, created_at=now))
+            token = _new_token()
+            feed = s.get(PersonFeedRow, owner_id)
+            if feed is None:
+                s.add(PersonFeedRow(owner_id=owner_id, token_hash=token_hash(token)))
+            else:  # back after a removal without purge: their feed keeps its bytes, with a new URL
+                feed.token_hash = token_hash(token)
+        return self.get(key), token
+
+    def rotate_feed_token(self, email: str) -> str:
+        """A new secret feed URL for a person; the old one stops working at once on every replica."""
+        key = owner_key(email)
+        token = _new_token()
+        with self._session() as s:
+            feed = s.get(PersonFeedRow, self._person_owner_id(s, key))
+            assert feed is not None
+            feed.token_hash = token_hash(token)
+        return token
+
+    def save_feed(self, email: str, body: bytes, now: datetime) -> bool:
+        """Keep a person's newly rendered feed; Last-Modified moves only when the bytes change (and never
+        backwards). False when the bytes are the ones already kept."""
+        etag = feed_etag(body)
+        with self._session() as s:
+            feed = s.get(PersonFeedRow, self._person_owner_id(s, owner_key(email)), with_for_update=True)
+            assert feed is not None
+            if feed.etag == etag and feed.body == body:
+                return False
+            stamp = now.replace(microsecond=0)
+            if feed.last_modified is not None:
+                stamp = max(stamp, feed.last_modified)
+            feed.body, feed.etag, feed.last_modified = body, etag, stamp
+            return True
+
+    def feed_by_token(self, token: str) -> FeedSnapshot | None:
+        """The feed whose URL carries `token`, if that person is still here and it was rendered. The lookup
+        is by the token's hash, so how long it takes says nothing about the tokens that exist."""
+        with self._session() as s:
+            row = s.exec(
+                select(PersonFeedRow)
+                .join(PersonRow, col(PersonRow.owner_id) == col(PersonFeedRow.owner_id))
+                .where(col(PersonFeedRow.token_hash) == token_hash(token))
+            ).first()
+            if row is None or row.body is None or row.etag is None or row.last_modified is None:
+                return None
+            return FeedSnapshot(row.body, row.etag, row.last_modified, http_date(row.last_modified))
+
+    def set_plan(self, email: str, plan_text: str, *, now: datetime) -> bool:
+        """Store a new version; False (and nothing stored) when it is the version already in force."""
+        key = owner_key(email)
+        digest = checksum(plan_text)
+        with self._session() as s:
+            owner_id = self._person_owner_id(s, key)
+            newest = s.exec(
+                select(PlanVersionRow.checksum)
+                .where(col(PlanVersionRow.owner_id) == owner_id)
+                .order_by(col(PlanVersionRow.id).desc())
+                .limit(1)
+            ).first()
+            if newest == digest:
+                return False
+            s.add(PlanVersionRow(owner_id=owner_id, text=plan_text, checksum=digest, created_at=now))
+            return True
+
+    def remove(self, email: str, *, purge: bool) -> None:
+        """Stop a person's cycles; `purge` also deletes everything they own (plans, log, placements...)."""
+        key = owner_key(email)
+        with self._session() as s:
+            owner_id = self._person_owner_id(s, key)
+            s.exec(delete(PersonRow).where(col(PersonRow.owner_id) == owner_id))
+            if not purge:
+                return
+            for table in reversed(metadata.sorted_tables):
+                if "owner_id" in table.c:
+                    s.execute(table.delete().where(table.c.owner_id == owner_id))
+            s.exec(delete(OwnerRow).where(col(OwnerRow.id) == owner_id))
+
+    # -- helpers -------------------------------------------------------------------------------------------
+
+    def _owner_id(self, s: Session, key: str, now: datetime) -> int:
+        found = s.exec(select(OwnerRow.id).where(col(OwnerRow.key) == key)).first()
+        if found is not None:
+            return found
+        row = OwnerRow(key=key, created_at=now)
+        s.add(row)
+        s.flush()
+        assert row.id is not None
+        return row.id
+
+    def _person_owner_id(self, s: Session, key: str) -> int:
+        found = s.exec(
+            select(OwnerRow.id)
+            .join(PersonRow, col(PersonRow.owner_id) == col(OwnerRow.id))
+            .where(col(OwnerRow.key) == key)
+        ).first()
+        if found is None:
+            raise UnknownPerson(key)
+        return found
+
+    def _person(self, s: Session, key: str) -> Person:
+        owner_id = self._person_owner_id(s, key)
+        person = s.get(PersonRow, owner_id)
+        assert person is not None
+        count = s.exec(
+            select(func.count()).select_from(PlanVersionRow).where(col(PlanVersionRow.owner_id) == owner_id)
+        ).one()
+        newest = s.exec(
+            select(PlanVersionRow)
+            .where(col(PlanVersionRow.owner_id) == owner_id)
+            .order_by(col(PlanVersionRow.id).desc())
+            .limit(1)
+        ).first()
+        return Person(
+            email=key,
+            name=person.name,
+            google_subject=person.google_subject,
+            created_at=person.created_at,
+            plan_versions=int(count),
+            plan_checksum=newest.checksum if newest else None,
+            plan_updated_at=newest.created_at if newest else None,
+        )

@@ -1,0 +1,70 @@
+"""The personal mode stays as light as it was: organisation mode is opt-in and never imported there."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cli_runner import run_in_process, xdg_env
+from sqlalchemy import text
+
+from daemon.people import People
+from daemon.store import Store
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_personal_mode_never_imports_procrastinate() -> None:
+    probe = (
+        "import sys, daemon.cli, daemon.service, daemon.web, daemon.people, daemon.owner_cycle;"
+        "print(sorted(m for m in sys.modules if m.startswith('procrastinate')))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_run_org_on_sqlite_is_bad_input(tmp_path: Path, sqlite_url: str) -> None:
+    for sub in ("config", "data", "state"):
+        (tmp_path / sub).mkdir()
+    result = run_in_process(tmp_path, "run", "--org", "--db", sqlite_url)
+    assert result.returncode == 2
+    assert "organisation mode needs a PostgreSQL" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.postgres
+def test_run_on_postgresql_with_people_starts_a_procrastinate_worker(
+    tmp_path: Path, postgres_url: str
+) -> None:
+
+    plan = (REPO / "tests" / "fixtures" / "plans" / "ada.yaml").read_text(encoding="utf-8")
+    with Store(postgres_url) as store:
+        People(store.engine).add(
+            "ada@example.org", name="Ada", plan_text=plan, google_subject=None, now=datetime.now(UTC)
+        )
+    for sub in ("config", "data", "state"):
+        (tmp_path / sub).mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daemon.cli", "run", "--db", postgres_url],
+        cwd=tmp_path,
+        env={**xdg_env(tmp_path), "PYTHONPATH": str(REPO), "CIRCLEBACK_HTTP_ENABLED": "false"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        workers = 0
+        while time.monotonic() < deadline and not workers:
+            time.sleep(0.5)
+            with Store(postgres_url) as store, store.engine.connect() as conn:
+                workers = conn.execute(text("SELECT count(*) FROM procrastinate_workers")).scalar_one()
+        assert workers == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=30)[0].decode()
+    assert proc.returncode == 0, output
+    assert "organisation mode" in output
