@@ -46,6 +46,8 @@ class Rule(StrEnum):
     AT_CADENCE = "met at cadence"
     NO_SPONSOR = "no sponsor"
     NO_MENTOR = "no mentor"
+    NO_PEER_OUTSIDE = "no peer outside the company"
+    NO_CLIENT = "no client voice"
     NOBODY_OUTSIDE = "nobody outside your organisation"
     MOSTLY_ASKS = "mostly asks"
     TARGET_PROGRESS = "target progress"
@@ -59,6 +61,8 @@ RULE_SECTION = {
     Rule.AT_CADENCE: Section.STRENGTHS,
     Rule.NO_SPONSOR: Section.WEAKNESSES,
     Rule.NO_MENTOR: Section.WEAKNESSES,
+    Rule.NO_PEER_OUTSIDE: Section.WEAKNESSES,
+    Rule.NO_CLIENT: Section.WEAKNESSES,
     Rule.NOBODY_OUTSIDE: Section.WEAKNESSES,
     Rule.MOSTLY_ASKS: Section.WEAKNESSES,
     Rule.TARGET_PROGRESS: Section.OPPORTUNITIES,
@@ -265,13 +269,30 @@ def _strength(fact: ConnectionFacts, today: date) -> list[Finding]:
 
 
 def _missing_roles(plan: Plan) -> list[Finding]:
+    """The method's gaps (no mentor, no sponsor, no peer outside the company, no client voice), from the
+    plan's `role:` fields."""
     roles = {c.role for c in plan.connections}
     out: list[Finding] = []
-    for role, rule in ((Role.SPONSOR, Rule.NO_SPONSOR), (Role.MENTOR, Rule.NO_MENTOR)):
+    for role, rule in (
+        (Role.SPONSOR, Rule.NO_SPONSOR),
+        (Role.MENTOR, Rule.NO_MENTOR),
+        (Role.CLIENT, Rule.NO_CLIENT),
+    ):
         if role not in roles:
-            out.append(
-                Finding(rule, None, f"No {role.value}: no connection in the plan has role: {role.value}")
-            )
+            label = "client voice" if role is Role.CLIENT else role.value
+            text = f"No {label}: no connection in the plan has role: {role.value}"
+            out.append(Finding(rule, None, text[0].upper() + text[1:]))
+    home = _domain(plan.owner.email) if plan.owner.email else None
+    peers = [c for c in plan.connections if c.role is Role.PEER]
+    # A peer counts as outside unless every address of theirs is at the owner's own domain.
+    outside = [
+        p for p in peers if home is None or not p.all_emails or any(_domain(a) != home for a in p.all_emails)
+    ]
+    if not outside:
+        why = (
+            "no connection has role: peer" if not peers else f"every peer's address is at {home}, as yours is"
+        )
+        out.append(Finding(Rule.NO_PEER_OUTSIDE, None, f"No peer outside the company: {why}"))
     return out
 
 

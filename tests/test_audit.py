@@ -77,6 +77,21 @@ def test_weakness_no_sponsor_and_no_mentor_from_roles() -> None:
     assert only(both, Rule.NO_SPONSOR) == [] and only(both, Rule.NO_MENTOR) == []
 
 
+def test_weakness_no_client_voice_and_no_peer_outside_the_company() -> None:
+    # METHOD.md: "no mentor, no sponsor, no peer outside the company, no client voice".
+    none = run(london_plan(GRACE, WITL), [])
+    assert only(none, Rule.NO_CLIENT) == ["No client voice: no connection in the plan has role: client"]
+    assert only(none, Rule.NO_PEER_OUTSIDE) == ["No peer outside the company: no connection has role: peer"]
+    inside = run(london_plan(role(connection("Ann", email="ann@example.com"), "peer"), WITL), [])
+    assert only(inside, Rule.NO_PEER_OUTSIDE) == [
+        "No peer outside the company: every peer's address is at example.com, as yours is"
+    ]
+    outside = run(
+        london_plan(role(connection("Bo", email="bo@other.example"), "peer"), role(WITL, "client")), []
+    )
+    assert only(outside, Rule.NO_PEER_OUTSIDE) == [] and only(outside, Rule.NO_CLIENT) == []
+
+
 def test_weakness_nobody_outside_the_owners_domain() -> None:
     inside = connection("Charles Babbage", email="charles@example.com")
     plan = london_plan(inside, WITL)  # the owner is ada@example.com
