@@ -12,12 +12,15 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-MEMORY = 1536 * 1024 * 1024  # address space, not resident memory: the interpreter alone maps ~300 MB
+# More address space the function may map, over what the process already has when it starts: the limit is
+# relative, because the parent (a pytest-xdist worker with everything imported, say) maps a varying amount.
+MEMORY = 1280 * 1024 * 1024
 
 
 def run_bounded(function: Callable[..., T], *args: Any, seconds: float = 60, memory: int = MEMORY) -> T:
-    """`function(*args)` in a forked child; AssertionError if it takes longer than `seconds`, needs more
-    than `memory` bytes of address space, or raises. Its result must be picklable."""
+    """`function(*args)` in a forked child; AssertionError if it takes longer than `seconds`, maps more
+    than `memory` bytes of address space beyond what it started with, or raises. Its result must be
+    picklable."""
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(target=_child, args=(sender, memory, function, args), daemon=True)
@@ -41,10 +44,20 @@ def run_bounded(function: Callable[..., T], *args: Any, seconds: float = 60, mem
 
 
 def _child(sender: Connection, memory: int, function: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    limit = _address_space() + memory
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
         outcome: tuple[bool, Any] = (True, function(*args))
     except BaseException:  # a MemoryError included: the parent reports it
         outcome = (False, traceback.format_exc())
     sender.send(outcome)
     sender.close()
+
+
+def _address_space() -> int:
+    """This process's mapped address space in bytes (VmSize), which RLIMIT_AS limits."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmSize in /proc/self/status")
