@@ -142,7 +142,8 @@ def decide(
             # now has the same due period, and reusing its key would overwrite the history row.
             closed=closed_keys | set(outcomes.statuses),
             pending={r.occurrence.key for r in pending},
-            skipped=_skips_in_force(
+            skipped=_withdrawn_now(outcomes)
+            | _skips_in_force(
                 stored,
                 [
                     *((entry.interaction, entry.recorded_at) for entry in log if not entry.undone),
@@ -188,6 +189,13 @@ def decide(
         pending=tuple(pending),
         unplaced=tuple(unplaced),
     )
+
+
+def _withdrawn_now(outcomes: Outcomes) -> set[str]:
+    """Periods the person withdrew in this very cycle (deleted or declined every copy): not planned again."""
+    return {
+        base_key(k) for k, change in outcomes.statuses.items() if change.status is OccurrenceStatus.SKIPPED
+    }
 
 
 def _fresh_identities(
@@ -262,7 +270,7 @@ def _skips_in_force(
         if skipped_at is None:
             skipped.add(base_key(occ.key))
             continue
-        last_then = max((at for at, recorded in entries if recorded < skipped_at), default=None)
+        last_then = max((at for at, recorded in entries if recorded <= skipped_at), default=None)
         if max((at for at, _ in entries), default=None) == last_then:
             skipped.add(base_key(occ.key))
     return skipped

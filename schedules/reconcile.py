@@ -325,6 +325,13 @@ def _settle_by_observation(run: _Run, occ: Occurrence, group: Sequence[Observati
     """Rule 1. False when no copy that really happened was seen, so the grace rule decides later."""
     connection = run.plan.connection(occ.connection) if occ.connection else None
     usable = _usable(run, group, connection)
+    if not usable and group and all(not run.happened(obs) for obs in group):
+        # Every copy was deleted or declined by the person: their decision, as `circleback skip` is. The
+        # period is not planned again; the rhythm goes on.
+        run.statuses[occ.key] = StatusChange(OccurrenceStatus.SKIPPED, run.now, group[0].instance_id)
+        why = f"deleted or declined in {group[0].source} calendar"
+        run.say(run.now, "skipped", occ.title, occ.start, why)
+        return True
     if not usable:
         return False
     moved = [obs for obs in usable if (obs.start, obs.end) != (occ.start, occ.end)]

@@ -37,9 +37,10 @@ class CycleMachine(RuleBasedStateMachine):
     @initialize()
     def start(self) -> None:
         self.directory = tempfile.TemporaryDirectory()
-        self.store = Store(f"sqlite:///{Path(self.directory.name) / 'cb.db'}")
-        self.calendar = MemoryCalendar("work", owner_emails=[OWNER])
         self.now = START
+        # The store stamps what it records with the machine's clock, as the CLI's --now and the service do.
+        self.store = Store(f"sqlite:///{Path(self.directory.name) / 'cb.db'}", clock=lambda: self.now)
+        self.calendar = MemoryCalendar("work", owner_emails=[OWNER])
         self.plan_text = ADA
         self.grace_every = "2 weeks"
         self.logged: Counter[tuple[str, datetime]] = Counter()

@@ -82,3 +82,21 @@ def test_a_revoked_grant_is_reported_and_the_feed_goes_on(tmp_path: Path, fake_g
     assert "Traceback" not in failed.stderr
     feed = home / "state" / "circleback" / "circleback.ics"
     assert feed.exists(), "the ICS feed is still written"
+
+
+def test_a_touchpoint_the_person_deletes_in_google_is_skipped_not_recreated(
+    tmp_path: Path, fake_google: FakeGoogle
+) -> None:
+    home = setup_home(tmp_path, fake_google)
+    run_cli(home, "sync")
+    placed = ours(fake_google)
+    key = sorted(k for k in placed if k.startswith("touchpoint:grace hopper:"))[1]
+    fake_google.person_deletes(OWNER, str(placed[key]["id"]))
+    shown = run_cli(home, "reconcile")
+    assert "skipped" in shown.stdout and "deleted or declined in google calendar" in shown.stdout
+    run_cli(home, "sync")
+    assert key not in ours(fake_google), "the person's decision stands: not written again"
+    agenda = json.loads(run_cli(home, "agenda", "--json", "--days", "120").stdout)
+    keys = [item["key"] for item in agenda]
+    assert key not in keys and not any(k.startswith(key + "#") for k in keys)
+    assert any(k.startswith("touchpoint:grace hopper:") for k in keys), "the rhythm goes on"

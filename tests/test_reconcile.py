@@ -220,12 +220,14 @@ def test_touchpoint_moved_past_its_grace_is_not_missed() -> None:
     assert out.statuses == {}
 
 
-def test_cancelled_copy_does_not_complete_and_is_missed_after_grace() -> None:
+def test_a_copy_the_person_cancelled_is_their_skip() -> None:
+    # Issue 11: deleting (cancelling) circleback's event in one's own calendar is a decision, like
+    # `circleback skip`: the touchpoint is skipped, never completed, and its period is not planned again.
     occ = touchpoint()
     out = run([occ], [copy_of(occ, cancelled=True)])
-    assert out.statuses == {GRACE_KEY: StatusChange(OccurrenceStatus.MISSED, None, None)}
+    assert out.statuses[GRACE_KEY].status == OccurrenceStatus.SKIPPED
     assert out.entries == ()
-    assert any("not held in work calendar" in line for line in out.explain)
+    assert any("deleted or declined in work calendar" in line for line in out.explain)
 
 
 def test_contact_declining_the_touchpoint_means_it_did_not_happen() -> None:
@@ -236,11 +238,12 @@ def test_contact_declining_the_touchpoint_means_it_did_not_happen() -> None:
     assert out.entries == ()
 
 
-def test_owner_declining_the_touchpoint_means_it_did_not_happen() -> None:
+def test_owner_declining_the_touchpoint_skips_it() -> None:
     occ = touchpoint()
     obs = copy_of(occ, attendees=(attendee("ADA@example.com", PartStat.DECLINED),))
     out = run([occ], [obs])
-    assert out.statuses[GRACE_KEY].status == OccurrenceStatus.MISSED
+    assert out.statuses[GRACE_KEY].status == OccurrenceStatus.SKIPPED
+    assert out.entries == ()
 
 
 def test_review_seen_goes_to_reviews_done_without_an_entry() -> None:

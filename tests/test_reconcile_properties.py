@@ -276,7 +276,12 @@ def test_every_entry_is_a_past_meeting_that_really_happened(
     assert len(keys) == len(set(keys))
     for key, change in out.statuses.items():
         assert key in {t.occurrence.key for t in tracked}
-        assert change.status in {OccurrenceStatus.COMPLETED, OccurrenceStatus.MISSED}
+        # Skipped: every copy of it was deleted or declined by the person (issue 11).
+        assert change.status in {
+            OccurrenceStatus.COMPLETED,
+            OccurrenceStatus.MISSED,
+            OccurrenceStatus.SKIPPED,
+        }
         assert (change.at is None) == (change.status == OccurrenceStatus.MISSED)
         assert change.at is None or change.at <= now
     for line in out.explain:
@@ -292,7 +297,14 @@ def test_cancelled_calendars_log_nothing(
     out = _run(tracked, cancelled, [], now, grace)
     assert out.entries == ()
     assert out.reviews_done == ()
-    assert all(change.status == OccurrenceStatus.MISSED for change in out.statuses.values())
+    # A cancelled copy is the person withdrawing that touchpoint: skipped, never completed.
+    withdrawn = {o.circleback_key for o in cancelled} | {o.uid for o in cancelled}
+    for change in out.statuses.values():
+        assert change.status in {OccurrenceStatus.MISSED, OccurrenceStatus.SKIPPED}
+        if change.status is OccurrenceStatus.SKIPPED:
+            assert change.event_uid is not None and any(
+                change.event_uid.startswith(w) for w in withdrawn if w
+            )
 
 
 @COMMON
