@@ -179,6 +179,8 @@ class GoogleCalendar:
         timeout: float = 60.0,
         page_size: int = 2500,  # Google's maximum: fewest list requests
     ) -> None:
+        # HTTP requests sent (a batch counts once), for `sync`'s summary and the benchmarks.
+        self.api_requests = 0
         self.name = name
         self.options = options
         self.owner = owner
@@ -259,6 +261,7 @@ class GoogleCalendar:
         for attempt in range(self._max_attempts):
             last = attempt == self._max_attempts - 1
             try:
+                self.api_requests += 1
                 return make().execute()
             except HttpError as exc:
                 if last or not _retryable(exc):
@@ -290,6 +293,7 @@ class GoogleCalendar:
         for index in indexes:
             batch.add(calls[index].make(), request_id=str(index))
         try:
+            self.api_requests += 1
             batch.execute()
         except HttpError as exc:  # the envelope itself: every call in it gets the same answer
             for index in indexes:

@@ -61,6 +61,10 @@ class CycleReport:
     calendar_states: dict[str, dict[str, str]] = field(default_factory=dict)
     # (calendar, occurrence key, reason) of every event a calendar refused this cycle.
     failed_events: list[tuple[str, str, str]] = field(default_factory=list)
+    # Per calendar that counts them (`api_requests` on the back end): HTTP requests this cycle sent.
+    api_requests: dict[str, int] = field(default_factory=dict)
+    # circleback's events the person moved in a calendar (still to come): they stay where they were put.
+    moved_by_you: int = 0
 
     @property
     def upcoming(self) -> list[Occurrence]:
@@ -148,6 +152,9 @@ def run_cycle(
 ) -> CycleReport:
     now = require_utc(now, "now")
     report = CycleReport(now=now)
+    backends: list[Reader | Writer] = [*readers, *writers]
+    counted = {b.name: b for b in backends if isinstance(getattr(b, "api_requests", None), int)}
+    requests_before = {name: int(getattr(b, "api_requests", 0)) for name, b in counted.items()}
     # Stable ids across renames: the log and the stored occurrences keep the names they were written
     # with; the core sees them under the connection's current name.
     resolved = resolve(plan, store.known_connections())
@@ -181,6 +188,16 @@ def run_cycle(
     report.unplaced = list(decision.unplaced)
     report.published = list(decision.published)
     published, revisions, removed = decision.published, decision.revisions, decision.removed
+    planned_at = {r.occurrence.key: (r.occurrence.start, r.occurrence.end) for r in revisions}
+    report.moved_by_you = len(
+        {
+            o.circleback_key
+            for o in observations
+            if o.circleback_key in planned_at
+            and o.start > now
+            and (o.start, o.end) != planned_at[o.circleback_key]
+        }
+    )
     if dry_run:
         return report
 
@@ -213,6 +230,8 @@ def run_cycle(
             report.failed_events.append((writer.name, failure.key, failure.reason))
             log.warning("calendar %s refused %s: %s", writer.name, failure.key, failure.reason)
 
+    for name, backend in counted.items():
+        report.api_requests[name] = int(getattr(backend, "api_requests", 0)) - requests_before[name]
     _record_calendar_health(store, report.calendar_errors, now)
     store.sync_connections(plan)
     store.save_cycle(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -269,6 +270,16 @@ def cycle_summary(report: Any, plan: Plan, *, dry_run: bool) -> str:
     lines = [f"{head} {len(report.published)} event(s); {len(upcoming)} upcoming"]
     if report.new_entries:
         lines.append(f"{'would log' if dry_run else 'logged'} {report.new_entries} interaction(s)")
+    settled = Counter(
+        change.status.value for change in (report.outcomes.statuses.values() if report.outcomes else ())
+    )
+    done = [f"{settled[s]} {s}" for s in ("completed", "skipped", "missed") if settled[s]]
+    if done:
+        lines.append(("would settle " if dry_run else "settled ") + ", ".join(done))
+    if report.moved_by_you:
+        lines.append(f"{report.moved_by_you} event(s) you moved stay where you put them")
+    for calendar, used in sorted(report.api_requests.items()):
+        lines.append(f"{calendar}: {used} API request(s)")
     if report.removed:
         verb = "would remove" if dry_run else "removed"
         lines.append(f"{verb} {len(report.removed)} event(s) that left the plan")

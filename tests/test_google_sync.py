@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from cli_runner import run_cli
@@ -63,8 +64,10 @@ def test_sync_writes_the_plan_into_google_then_a_quiet_cycle_costs_one_list(
     assert any(key.startswith("touchpoint:grace hopper:") for key in placed)
     assert any(key == "review:kickoff" for key in placed)
 
+    assert "google: 2 API request(s)" in first.stdout, first.stdout  # one list, one batch of writes
     fake_google.clear_log()
     again = run_cli(home, "sync")
+    assert "google: 1 API request(s)" in again.stdout, again.stdout
     calls = fake_google.api_calls()
     writes = [c for c in calls if c.method in ("POST", "PUT", "PATCH", "DELETE")]
     assert writes == [], f"nothing changed, nothing written: {writes}\n{again.stdout}"
@@ -92,6 +95,13 @@ def test_a_touchpoint_the_person_deletes_in_google_is_skipped_not_recreated(
     placed = ours(fake_google)
     key = sorted(k for k in placed if k.startswith("touchpoint:grace hopper:"))[1]
     fake_google.person_deletes(OWNER, str(placed[key]["id"]))
+    later = sorted(k for k in placed if k.startswith("touchpoint:grace hopper:"))[2]
+    event = placed[later]
+    start = datetime.fromisoformat(str(event["start"]["dateTime"])) + timedelta(hours=1)  # type: ignore[index]
+    end = datetime.fromisoformat(str(event["end"]["dateTime"])) + timedelta(hours=1)  # type: ignore[index]
+    fake_google.person_moves(OWNER, str(event["id"]), start, end)
+    summary = run_cli(home, "sync", "--dry-run").stdout
+    assert "would settle 1 skipped" in summary and "1 event(s) you moved stay where you put them" in summary
     shown = run_cli(home, "reconcile")
     assert "skipped" in shown.stdout and "deleted or declined in google calendar" in shown.stdout
     run_cli(home, "sync")
