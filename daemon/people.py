@@ -193,6 +193,8 @@ class People:
             text(
                 "SELECT j.status::text, (SELECT max(e.at) FROM procrastinate_events e WHERE e.job_id = j.id) "
                 "FROM procrastinate_jobs j WHERE j.task_name = 'circleback.cycle' AND j.lock = :key "
+                # The last cycle that ran to an end: a job queued for the next period is not news yet.
+                "AND j.status::text NOT IN ('todo', 'doing') "
                 "ORDER BY j.id DESC LIMIT 1"
             ),
             {"key": key},
