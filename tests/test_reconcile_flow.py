@@ -7,14 +7,13 @@ import json
 import re
 import shutil
 import socket
-import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_runner import run_cli
+from cli_runner import Result, run_in_process
 from icalendar import Calendar, vText
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -28,7 +27,7 @@ T0 = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)  # a Monday; Europe/London is on 
 GRACE = "Grace Hopper"
 GROUP = "Women in Tech London"
 
-Run = Callable[..., subprocess.CompletedProcess[str]]
+Run = Callable[..., Result]
 
 
 @pytest.fixture
@@ -43,8 +42,12 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def run(home: Path) -> Run:
-    def _run(*args: str, now: datetime | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run_cli(home, *args, now=now, check=check)
+    # In-process (issue 9: the suite runs the CLI in-process; tests/test_cli.py keeps subprocess smoke tests).
+    def _run(*args: str, now: datetime | None = None, check: bool = True) -> Result:
+        result = run_in_process(home, *args, now=now)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{args}: exit {result.returncode}\n{result.stdout}\n{result.stderr}")
+        return result
 
     return _run
 
@@ -53,7 +56,7 @@ def feed_of(home: Path) -> Path:
     return home / "state" / "circleback" / "circleback.ics"
 
 
-def as_json(proc: subprocess.CompletedProcess[str]) -> Any:
+def as_json(proc: Result) -> Any:
     return json.loads(proc.stdout)
 
 
@@ -91,7 +94,7 @@ def write_source(path: Path, *events: str, base: Path = MEETINGS) -> Path:
     return path
 
 
-def logged_count(proc: subprocess.CompletedProcess[str]) -> int:
+def logged_count(proc: Result) -> int:
     """How many entries `reconcile` says it logged (or would log); 0 when it found nothing new."""
     counts = re.findall(r"^(?:logged|would log) (\d+) interaction\(s\)$", proc.stdout, re.MULTILINE)
     if not counts:
@@ -101,7 +104,7 @@ def logged_count(proc: subprocess.CompletedProcess[str]) -> int:
     return int(counts[0])
 
 
-def logged_lines(proc: subprocess.CompletedProcess[str]) -> list[str]:
+def logged_lines(proc: Result) -> list[str]:
     return [line for line in proc.stdout.splitlines() if line.startswith("logged  ")]
 
 
