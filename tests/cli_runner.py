@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -12,6 +13,16 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+
+
+def home_with_plan(root: Path, plan: Path) -> Path:
+    """A private XDG home under `root` with `plan` at its default place, so commands run with no --plan, as
+    a person's would."""
+    for sub in ("data", "state"):
+        (root / sub).mkdir()
+    (root / "config" / "circleback").mkdir(parents=True)
+    shutil.copy(plan, root / "config" / "circleback" / "plan.yaml")
+    return root
 
 
 def xdg_env(home: Path) -> dict[str, str]:

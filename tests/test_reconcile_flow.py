@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_runner import Result, run_in_process
+from cli_runner import Result, home_with_plan, run_in_process
 from icalendar import Calendar, vText
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -32,12 +32,7 @@ Run = Callable[..., Result]
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    for sub in ("data", "state"):
-        (tmp_path / sub).mkdir()
-    # The plan at its XDG default, so every command below runs with no --plan, as a person would.
-    (tmp_path / "config" / "circleback").mkdir(parents=True)
-    shutil.copy(ADA, tmp_path / "config" / "circleback" / "plan.yaml")
-    return tmp_path
+    return home_with_plan(tmp_path, ADA)
 
 
 @pytest.fixture

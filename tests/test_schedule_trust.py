@@ -13,7 +13,6 @@ from __future__ import annotations
 import http.server
 import json
 import re
-import shutil
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_runner import Result, run_in_process
+from cli_runner import Result, home_with_plan, run_in_process
 from icalendar import Calendar
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -34,11 +33,7 @@ Cli = Callable[..., Result]
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    for sub in ("data", "state"):
-        (tmp_path / sub).mkdir()
-    (tmp_path / "config" / "circleback").mkdir(parents=True)
-    shutil.copy(ADA, tmp_path / "config" / "circleback" / "plan.yaml")
-    return tmp_path
+    return home_with_plan(tmp_path, ADA)
 
 
 @pytest.fixture
