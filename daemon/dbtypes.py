@@ -291,6 +291,20 @@ class PersonFeedRow(_Base, table=True):
     last_modified: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+class PersonSourceRow(_Base, table=True):
+    """A calendar a person gave as their own (busy time, past meetings): an http(s) address, read only in
+    that person's cycle, through the address guard (connectors.address_guard). `position` keeps the order
+    they were given in; `name` keys the calendar's health, as a source's name does in the personal mode."""
+
+    __tablename__ = "person_source"
+    __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_person_source_owner_id"),)
+
+    owner_id: int = _owner_key()
+    position: int = Field(primary_key=True)
+    name: str = Field(sa_type=Text)
+    location: str = Field(sa_type=Text)  # may hold a secret (a private calendar address): never shown
+
+
 def table_of(model: type[SQLModel]) -> Table:
     table = model.__table__  # type: ignore[attr-defined]
     assert isinstance(table, Table)
