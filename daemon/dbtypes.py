@@ -305,6 +305,18 @@ class PersonSourceRow(_Base, table=True):
     location: str = Field(sa_type=Text)  # may hold a secret (a private calendar address): never shown
 
 
+class MarkerSecretRow(_Base, table=True):
+    """A person's secret for signing the key markers of their events (organisation mode; the personal
+    mode keeps its secret in a 0600 file). One per person, so one person's signed markers (which they can
+    read in their own feed) can never pass for another's. 64 lower-case hex digits; never logged."""
+
+    __tablename__ = "marker_secret"
+
+    owner_id: int = _owner_key()
+    secret: str = Field(sa_type=Text)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
 def table_of(model: type[SQLModel]) -> Table:
     table = model.__table__  # type: ignore[attr-defined]
     assert isinstance(table, Table)

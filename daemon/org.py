@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import logging
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from daemon import org_schema
 from daemon.app import build_calendars
 from daemon.config import FEED_CALENDAR, CalendarConfig, Settings
 from daemon.logs import setup_logging
+from daemon.org_secret import person_marker_secret
 from daemon.owner_cycle import run_owner_cycle
 from daemon.people import People, Person, PersonSource
 from daemon.store import Store, normalise_url
@@ -151,7 +153,10 @@ def cycle_person(settings: Settings, email: str, now: datetime, *, guard: Addres
         person = people.get(email)
         _text, plan = people.latest_plan(email)
         own = person_settings(settings, person)
-        calendars = build_calendars(own, plan, owner=email)
+        engine = store.engine
+        # The person's own secret from the database, not the state directory's file: replicas share none.
+        secret = functools.cache(lambda: person_marker_secret(engine, email))
+        calendars = build_calendars(own, plan, owner=email, marker_secret=secret)
         taken = {calendar.name.casefold() for calendar in own.calendars}
         readers = calendars.readers + person_readers(
             settings,

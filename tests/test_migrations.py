@@ -43,14 +43,22 @@ def _diff(store: Store, target: MetaData) -> list[object]:
 
 def test_one_linear_history_with_a_single_head() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert script.get_heads() == ["0006"]
-    assert [r.revision for r in script.walk_revisions()] == ["0006", "0005", "0004", "0003", "0002", "0001"]
+    assert script.get_heads() == ["0007"]
+    assert [r.revision for r in script.walk_revisions()] == [
+        "0007",
+        "0006",
+        "0005",
+        "0004",
+        "0003",
+        "0002",
+        "0001",
+    ]
 
 
 def test_upgrade_from_empty_reaches_head(db_url: str) -> None:
     with Store(db_url) as store:
         assert store.at_head()
-        assert store.current_revisions() == {"0006"}
+        assert store.current_revisions() == {"0007"}
         assert _tables(store) >= TABLES_0002 | {"alembic_version"}
 
 
