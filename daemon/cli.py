@@ -34,6 +34,7 @@ from schedules.plan import PlanInvalid
 from schedules.renames import renamed, resolve
 
 if TYPE_CHECKING:
+    from daemon.org_status import CalendarStatus
     from daemon.people import People, Person, PersonSource
     from daemon.store import Store
 
@@ -932,6 +933,7 @@ def cmd_people_show(args: argparse.Namespace) -> int:
         versions = people.plan_versions(args.email)
         health = people.health(args.email)
         own = people.sources(args.email)
+        calendars = _person_calendars(people, args.email)
     print(f"{person.email}: {person.name}")
     print(f"google subject: {person.google_subject or person.email}")
     print(f"added: {person.created_at.isoformat()}")
@@ -944,11 +946,22 @@ def cmd_people_show(args: argparse.Namespace) -> int:
     else:
         when = f" at {health.last_cycle_at.isoformat()}" if health.last_cycle_at else ""
         print(f"last cycle: {health.last_cycle}{when}")
-    for calendar, reason in health.failing_sources:
-        print(f"calendar {calendar}: failing to read: {reason}")
-    for calendar, refused in health.failing_writes:
-        print(f"calendar {calendar}: {refused} event(s) refused")
+    for line in _calendar_lines(calendars):
+        print(line)
     return EXIT_OK
+
+
+def _calendar_lines(calendars: Sequence[CalendarStatus]) -> Iterator[str]:
+    """One line per calendar of a person: its reads, then what circleback holds there."""
+    for c in calendars:
+        if c.read == "failing":
+            yield f"calendar {c.name}: failing to read: {c.error or 'failing'} ({c.failures} in a row)"
+        elif c.read == "ok":
+            when = f", last {c.last_ok_at.isoformat()}" if c.last_ok_at else ""
+            yield f"calendar {c.name}: read ok{when}"
+        if c.placed or c.refused:
+            refused = f", {c.refused} event(s) refused" if c.refused else ""
+            yield f"calendar {c.name}: {c.placed} event(s) placed{refused}"
 
 
 def cmd_people_set_plan(args: argparse.Namespace) -> int:
@@ -961,6 +974,12 @@ def cmd_people_set_plan(args: argparse.Namespace) -> int:
     else:
         print(f"{person.email}: plan unchanged (v{person.plan_versions})")
     return EXIT_OK
+
+
+def _person_calendars(people: People, email: str) -> list[CalendarStatus]:
+    from daemon.org_status import person_calendars
+
+    return person_calendars(people.engine, email)
 
 
 def _person_sources(locations: Sequence[str]) -> list[PersonSource]:

@@ -256,7 +256,7 @@ def run_org(settings: Settings, *, period: timedelta | None = None, worker_name:
     }
     if worker_name:
         options["name"] = worker_name
-    server = _start_http(settings) if settings.http_enabled else None
+    server = _start_http(settings, period or settings.sync_every) if settings.http_enabled else None
     log.info("organisation mode: procrastinate worker on %s", normalise_url(settings.database_url))
     try:
         app.run_worker(**options)
@@ -267,13 +267,13 @@ def run_org(settings: Settings, *, period: timedelta | None = None, worker_name:
     return 0
 
 
-def _start_http(settings: Settings) -> Any:
+def _start_http(settings: Settings, period: timedelta) -> Any:
     from daemon.org_web import build_org_app
     from daemon.web import serve, start_in_thread
 
     feeds = Store(settings.database_url, migrate=False)
     max_age = max(1, int(settings.feed_refresh.total_seconds()))
-    app = build_org_app(feeds.engine, max_age=max_age)
+    app = build_org_app(feeds.engine, max_age=max_age, period=period)
     server = start_in_thread(serve(app, settings.http_host, settings.http_port))
     log.info("serving the people's feeds on %s:%d", settings.http_host, settings.http_port)
     return server

@@ -152,6 +152,10 @@ class People:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
     @contextmanager
     def _session(self) -> Iterator[Session]:
         try:
