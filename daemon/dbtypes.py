@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
-from sqlalchemy import CheckConstraint, LargeBinary, MetaData, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, LargeBinary, MetaData, Table, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import registry
 from sqlalchemy.types import DateTime, TypeDecorator
@@ -315,6 +315,18 @@ class MarkerSecretRow(_Base, table=True):
     owner_id: int = _owner_key()
     secret: str = Field(sa_type=Text)
     created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ApiRequestCountRow(_Base, table=True):
+    """HTTP requests the organisation's cycles sent to each calendar's API, summed over people and cycles
+    (organisation mode's `circleback_api_requests_total`). Kept by calendar name, not by person: a
+    Prometheus counter never goes down, so removing or purging a person must not take their share away,
+    and metrics carry no addresses."""
+
+    __tablename__ = "api_request_count"
+
+    calendar: str = Field(sa_type=Text, primary_key=True)
+    total: int = Field(sa_type=BigInteger)
 
 
 def table_of(model: type[SQLModel]) -> Table:

@@ -40,6 +40,7 @@ from daemon import org_schema
 from daemon.app import build_calendars
 from daemon.config import FEED_CALENDAR, CalendarConfig, Settings
 from daemon.logs import setup_logging
+from daemon.org_metrics import record_api_requests
 from daemon.org_secret import person_marker_secret
 from daemon.owner_cycle import run_owner_cycle
 from daemon.people import People, Person, PersonSource
@@ -177,6 +178,7 @@ def cycle_person(settings: Settings, email: str, now: datetime, *, guard: Addres
             now=now,
         )
         People(store.engine).save_feed(email, done.feed, now)
+        record_api_requests(store.engine, done.report.api_requests)
     report = done.report
     log.info(
         "cycle of %s done: %d upcoming, %d logged, %d calendar fault(s)",

@@ -43,8 +43,9 @@ def _diff(store: Store, target: MetaData) -> list[object]:
 
 def test_one_linear_history_with_a_single_head() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert script.get_heads() == ["0007"]
+    assert script.get_heads() == ["0008"]
     assert [r.revision for r in script.walk_revisions()] == [
+        "0008",
         "0007",
         "0006",
         "0005",
@@ -58,7 +59,7 @@ def test_one_linear_history_with_a_single_head() -> None:
 def test_upgrade_from_empty_reaches_head(db_url: str) -> None:
     with Store(db_url) as store:
         assert store.at_head()
-        assert store.current_revisions() == {"0007"}
+        assert store.current_revisions() == {"0008"}
         assert _tables(store) >= TABLES_0002 | {"alembic_version"}
 
 
