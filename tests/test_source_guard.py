@@ -249,6 +249,9 @@ def test_a_redirect_to_loopback_is_refused(tmp_path: Path, start: Callable[..., 
         assert "refused" in error.reason, target
     assert inside.served.paths == []
     assert outside.served.paths.count("/away") == 4
+    # A redirect out of HTTP altogether is not followed either.
+    outside.redirects["/file"] = "file:///etc/passwd"
+    assert "root:" not in refused(fetch, outside.served.url("/file", host="public.example")).reason
 
 
 def test_the_connection_goes_to_the_address_that_was_checked(
