@@ -13,6 +13,7 @@ from so `circleback config` can explain a surprising setting.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import json
 import os
@@ -351,7 +352,7 @@ SCHEMA: tuple[Option, ...] = (
         "sources",
         (),
         "calendars to read busy time and past meetings from: .ics files or secret https:// / webcal:// "
-        'addresses, each a string or { name = "Work", location = "..." }',
+        'addresses (a relative file: beside this file), each a string or { name = "Work", location = "..." }',
         flags=("--source", "--busy"),
         metavar="FILE_OR_URL",
         flag_help="a calendar to read busy time and meetings from (.ics file, http(s):// or webcal://); "
@@ -491,6 +492,15 @@ def _unknown_keys(data: Mapping[str, Any], at: _Lines, where: str) -> list[tuple
     return problems
 
 
+def _beside(location: str, base: Path | None) -> str:
+    """A relative file path resolved as the plan's is: beside the config file it is written in (from the
+    command line or the environment, `base` is the working directory). Addresses are left as written."""
+    if base is None or "://" in location or location.strip().startswith("~"):
+        return location
+    path = Path(location)
+    return location if path.is_absolute() else str(base / path)
+
+
 def _convert(kind: str, value: Any, where: str, base: Path | None, reserved: Sequence[str] = ()) -> Any:
     if kind == "path":
         if not isinstance(value, str | Path):
@@ -521,11 +531,14 @@ def _convert(kind: str, value: Any, where: str, base: Path | None, reserved: Seq
         return int(text)
     if kind == "sources":
         try:
-            return parse_sources(value, where, reserved=reserved)
+            sources = parse_sources(value, where, reserved=reserved)
         except SourceError as exc:
             raise ConfigError(str(exc)) from None
-    if kind == "location" and (not isinstance(value, str) or not value.strip()):
-        raise ConfigError(f"{where}: expected a file or an address in quotes, got {value!r}")
+        return tuple(dataclasses.replace(s, location=_beside(s.location, base)) for s in sources)
+    if kind == "location":
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{where}: expected a file or an address in quotes, got {value!r}")
+        return _beside(value, base)
     if not isinstance(value, str):
         raise ConfigError(f"{where}: expected a string, got {value!r}")
     return value
@@ -640,11 +653,11 @@ def _calendar(
                 options[option.name] = settings[_BY_KEY[option.inherit].name]
                 origin[option.name] = f"from {option.inherit}"
             elif option.default is not None:
-                options[option.name] = _connector_value(option, option.default, here, base)
+                options[option.name] = _connector_value(option, option.default, here, base, where)
                 origin[option.name] = "default"
             continue
         try:
-            options[option.name] = _connector_value(option, table[option.name], here, base)
+            options[option.name] = _connector_value(option, table[option.name], here, base, where)
             origin[option.name] = f"config file ({where})"
         except ConfigError as exc:
             problems.extend((key_line, problem) for problem in exc.problems)
@@ -681,8 +694,11 @@ def _google_table(
     return ([calendar] if calendar is not None else []), problems
 
 
-def _connector_value(option: ConnectorOption, raw: Any, where: str, state_dir: Path) -> Any:
-    value = _convert(option.kind, raw, where, state_dir)
+def _connector_value(option: ConnectorOption, raw: Any, where: str, state_dir: Path, config: str) -> Any:
+    # A calendar's file is found as the plan is (beside the config file); its own files (a feed's path)
+    # live in the state directory, as the option's help says.
+    base = Path(config).parent if option.kind == "location" else state_dir
+    value = _convert(option.kind, raw, where, base)
     if option.kind == "span":
         _in_bounds(option.bounds, value, raw, where)
     return value
