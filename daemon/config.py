@@ -30,6 +30,7 @@ import platformdirs
 from connectors import registry
 from connectors.registry import ConnectorOption
 from daemon.sources import Source, SourceError, parse_sources
+from schedules.plan import first_too_deep
 
 APP = "circleback"
 
@@ -776,20 +777,6 @@ def _position(data: bytes | str, index: int) -> tuple[int, int]:
     return line, index - (data.rfind(newline, 0, index) + 1) + 1  # type: ignore[arg-type]
 
 
-def _too_deep(text: str) -> int | None:
-    """Where brackets open past _MAX_NESTING levels, counted naively (tomllib recurses per level); no real
-    config comes near, so brackets inside strings do not matter."""
-    depth = 0
-    for index, char in enumerate(text):
-        if char in "[{":
-            depth += 1
-            if depth > _MAX_NESTING:
-                return index
-        elif char in "]}":
-            depth = max(depth - 1, 0)
-    return None
-
-
 def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
     if not path.is_file():
         raise ConfigError(f"{path}: not a regular file")
@@ -808,7 +795,7 @@ def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
             f"{path}:{line}: not UTF-8: byte 0x{raw[exc.start]:02x} at column {column} cannot be read "
             "(save the file as UTF-8)"
         ) from None
-    deep = _too_deep(text)
+    deep = first_too_deep(text, _MAX_NESTING)
     if deep is not None:
         line, _column = _position(text, deep)
         raise ConfigError(f"{path}:{line}: invalid TOML: nested more than {_MAX_NESTING} levels deep")

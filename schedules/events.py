@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 UTC_OFFSET_ZERO = timedelta(0)
@@ -12,10 +12,10 @@ UTC_OFFSET_ZERO = timedelta(0)
 
 def require_utc(value: datetime, what: str) -> datetime:
     """Reject naive datetimes and normalise aware ones to UTC, so comparisons never mix zones."""
+    if value.tzinfo is UTC:
+        return value  # already normalised: the common case, on the planner's innermost loop
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware, got naive {value!r}")
-    from datetime import UTC
-
     return value.astimezone(UTC)
 
 

@@ -7,14 +7,14 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
-from builders import connection, london_plan
+from builders import connection, london_plan, plan_occurrences
 
 from schedules.audit import Audit, Balance, Progress, Rule, Section, audit
 from schedules.events import Interaction, InteractionKind
 from schedules.model import Connection, Plan, Role
 from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus
 from schedules.plan import PlanInvalid, parse_plan
-from schedules.planner import REVIEWS, plan_occurrences
+from schedules.planner import REVIEWS
 
 TODAY = date(2026, 11, 23)  # a Monday
 

@@ -8,12 +8,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from builders import plan_occurrences
 
 from schedules.cadence import parse_cadence
 from schedules.events import Interaction, Interval
 from schedules.model import Connection, ConnectionKind, Owner, Placement, Plan, Review, Stage, WorkingHours
 from schedules.occurrence import Occurrence
-from schedules.planner import plan_occurrences
 from schedules.slots import align_to_quarter, local_instant, working_spans
 
 LONDON = ZoneInfo("Europe/London")

@@ -8,14 +8,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from builders import connection, london_plan
+from builders import connection, london_plan, plan_occurrences
 
 from schedules.cadence import parse_cadence
 from schedules.describe import ago, review_description, touchpoint_description, touchpoint_title
 from schedules.events import Interaction, Interval
 from schedules.model import Connection, Plan, Review, Window, WorkingHours
 from schedules.occurrence import Occurrence, OccurrenceKind
-from schedules.planner import due_dates, plan_occurrences, plan_placement
+from schedules.planner import due_dates, plan_placement
 
 LONDON = ZoneInfo("Europe/London")
 MINDSET = "Relationships are the currency of leadership; I build them before I need them."

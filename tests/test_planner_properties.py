@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import holidays
+from builders import plan_occurrences
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,7 +34,6 @@ from schedules.model import (
     WorkingHours,
 )
 from schedules.occurrence import Occurrence, OccurrenceKind
-from schedules.planner import plan_occurrences
 from schedules.slots import working_spans
 
 ZONES = [

@@ -196,7 +196,7 @@ def play(package: Any, plan: Any, calendar: Calendar) -> Quarter:
                 else:
                     interactions.append(events.Interaction(occ.connection, occ.start))
         previous = {k: o for k, o in previous.items() if o.start > now}
-        got = planner.plan_occurrences(
+        got = planner.plan_placement(
             plan,
             interactions=interactions,
             reviews_done=reviews_done,
@@ -206,10 +206,10 @@ def play(package: Any, plan: Any, calendar: Calendar) -> Quarter:
             previous=previous,
             first_due=first_due,
         )
-        for occ in got:
+        for occ in got.occurrences:
             chain = planner.REVIEWS if occ.connection is None else occ.connection.casefold()
             first_due.setdefault(chain, occ.due)
-        previous = {o.key: o for o in got}
+        previous = {o.key: o for o in got.occurrences}
         day += timedelta(days=1)
     return quarter
 
