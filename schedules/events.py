@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-UTC_OFFSET_ZERO = timedelta(0)
-
 
 def require_utc(value: datetime, what: str) -> datetime:
     """Reject naive datetimes and normalise aware ones to UTC, so comparisons never mix zones."""

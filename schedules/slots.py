@@ -95,18 +95,6 @@ def floor_to_quarter(clock: time) -> time:
     return clock.replace(minute=clock.minute - clock.minute % 15, second=0, microsecond=0)
 
 
-def local_instant(day: date, clock: time, zone: ZoneInfo) -> datetime:
-    """The UTC instant wall-clock `clock` shows on `day`.
-
-    In the autumn fold this is the first of the two instants; inside the spring gap the time is read
-    with the offset before the gap (RFC 5545), so 01:30 on a night that skips from 01:00 to 02:00 is 02:30.
-    """
-    naive = datetime.combine(day, clock)
-    candidates = [naive.replace(tzinfo=zone, fold=fold).astimezone(UTC) for fold in (0, 1)]
-    real = [c for c in candidates if c.astimezone(zone).replace(tzinfo=None) == naive]
-    return min(real) if real else max(candidates)
-
-
 def _offset(moment: datetime, zone: ZoneInfo) -> timedelta:
     offset = moment.astimezone(zone).utcoffset()
     assert offset is not None  # a ZoneInfo always knows its offset

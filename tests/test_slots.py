@@ -17,7 +17,6 @@ from schedules.slots import (
     align_to_quarter,
     clip_windows,
     floor_to_quarter,
-    local_instant,
     public_holidays,
     whole_days_blocked,
     working_spans,
@@ -78,10 +77,6 @@ def test_working_hours_in_a_zone_with_a_half_hour_offset() -> None:
 def test_no_working_hours_on_a_day_off() -> None:
     assert working_spans(WEEKDAYS, LONDON, date(2026, 11, 28)) == ()
     assert working_spans(WEEKDAYS, LONDON, date(2026, 11, 29)) == ()
-
-
-def test_local_instant_is_plain_on_an_ordinary_day() -> None:
-    assert local_instant(MONDAY, time(10), KOLKATA) == datetime(2026, 11, 23, 4, 30, tzinfo=UTC)
 
 
 def test_floor_to_quarter() -> None:
