@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import holidays
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -240,6 +241,7 @@ def year_cases(draw: st.DrawFn) -> Case:
     return Case(plan, tuple(interactions), (), (), now, timedelta(days=365))
 
 
+@pytest.mark.slow
 @given(year_cases())
 @PROPERTY
 def test_cadence_respected_over_a_year(case: Case) -> None:
