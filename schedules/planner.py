@@ -370,31 +370,6 @@ def _chain_of(occ: Occurrence) -> str:
     return f"touchpoint:{(occ.connection or '').casefold()}"
 
 
-def plan_occurrences(
-    plan: Plan,
-    *,
-    interactions: Sequence[Interaction],
-    reviews_done: Sequence[datetime],
-    busy: Sequence[Interval],
-    now: datetime,
-    horizon: timedelta,
-    previous: Mapping[str, Occurrence] = {},
-    first_due: Mapping[str, date] = {},
-) -> list[Occurrence]:
-    """The occurrences of `plan_placement`, without what could not be placed."""
-    result = plan_placement(
-        plan,
-        interactions=interactions,
-        reviews_done=reviews_done,
-        busy=busy,
-        now=now,
-        horizon=horizon,
-        previous=previous,
-        first_due=first_due,
-    )
-    return list(result.occurrences)
-
-
 def plan_placement(
     plan: Plan,
     *,

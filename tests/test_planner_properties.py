@@ -34,7 +34,7 @@ from schedules.model import (
     WorkingHours,
 )
 from schedules.occurrence import Occurrence, OccurrenceKind
-from schedules.planner import plan_occurrences
+from schedules.planner import plan_placement
 from schedules.slots import working_spans
 
 ZONES = [
@@ -63,14 +63,16 @@ class Case:
     horizon: timedelta
 
     def run(self, previous: dict[str, Occurrence] | None = None) -> list[Occurrence]:
-        return plan_occurrences(
-            self.plan,
-            interactions=self.interactions,
-            reviews_done=self.reviews_done,
-            busy=self.busy,
-            now=self.now,
-            horizon=self.horizon,
-            previous=previous or {},
+        return list(
+            plan_placement(
+                self.plan,
+                interactions=self.interactions,
+                reviews_done=self.reviews_done,
+                busy=self.busy,
+                now=self.now,
+                horizon=self.horizon,
+                previous=previous or {},
+            ).occurrences
         )
 
 
