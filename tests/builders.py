@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import date, datetime, time, timedelta
+from datetime import time
 
 from schedules.cadence import parse_cadence, parse_duration
-from schedules.events import Interaction, Interval
 from schedules.model import Connection, ConnectionKind, Owner, Plan, Review, Stage, WorkingHours
-from schedules.occurrence import Occurrence
-from schedules.planner import plan_placement
 
 MINDSET = "Relationships are the currency of leadership; I build them before I need them."
 WEEKDAYS_9_TO_1730 = WorkingHours(frozenset(range(5)), time(9), time(17, 30))
@@ -61,28 +57,3 @@ def london_plan(
         review=Review(parse_cadence(review), parse_duration(review_duration), kickoff=kickoff),
         connections=connections,
     )
-
-
-def plan_occurrences(
-    plan: Plan,
-    *,
-    interactions: Sequence[Interaction],
-    reviews_done: Sequence[datetime],
-    busy: Sequence[Interval],
-    now: datetime,
-    horizon: timedelta,
-    previous: Mapping[str, Occurrence] | None = None,
-    first_due: Mapping[str, date] | None = None,
-) -> list[Occurrence]:
-    """What `schedules.planner.plan_placement` places, without what it could not place."""
-    result = plan_placement(
-        plan,
-        interactions=interactions,
-        reviews_done=reviews_done,
-        busy=busy,
-        now=now,
-        horizon=horizon,
-        previous=previous or {},
-        first_due=first_due or {},
-    )
-    return list(result.occurrences)

@@ -813,6 +813,7 @@ def placed_as(index: int, day: int, hour: int, retitled: bool) -> Occurrence:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", WRITABLE)
 @settings(max_examples=25, deadline=None)
 @given(steps=st.lists(step, min_size=1, max_size=4))

@@ -8,12 +8,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from builders import plan_occurrences
 
 from schedules.cadence import parse_cadence
 from schedules.events import Interaction, Interval
 from schedules.model import Connection, ConnectionKind, Owner, Placement, Plan, Review, Stage, WorkingHours
 from schedules.occurrence import Occurrence
+from schedules.planner import plan_placement
 from schedules.slots import align_to_quarter, working_spans
 
 LONDON = ZoneInfo("Europe/London")
@@ -86,8 +86,10 @@ def packed(p: Plan) -> Plan:
 
 
 def run(p: Plan, now: datetime, horizon: timedelta, interactions: list[Interaction]) -> list[Occurrence]:
-    return plan_occurrences(
-        p, interactions=interactions, reviews_done=[now], busy=[], now=now, horizon=horizon
+    return list(
+        plan_placement(
+            p, interactions=interactions, reviews_done=[now], busy=[], now=now, horizon=horizon
+        ).occurrences
     )
 
 

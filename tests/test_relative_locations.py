@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cli_runner import InProcess, home_with_plan
+from cli_runner import home_with_plan, run_in_process
 
 from daemon.config import load_settings
 
@@ -54,20 +54,17 @@ def test_a_relative_source_on_the_command_line_is_relative_to_the_working_direct
     assert [Path(p).resolve() for p in found] == [(conf / "cals" / "work.ics").resolve()]
 
 
-def test_sync_from_another_directory_reads_the_calendar_beside_the_config(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_sync_from_another_directory_reads_the_calendar_beside_the_config(tmp_path: Path) -> None:
     (tmp_path / "home").mkdir()
     home = home_with_plan(tmp_path / "home", FIXTURES / "plans" / "ada.yaml")
     conf = home / "config" / "circleback"
     shutil.copy(FIXTURES / "ics" / "google.ics", conf / "work.ics")
     (conf / "config.toml").write_text('[ics]\nsources = ["work.ics"]\n', encoding="utf-8")
-    cli = InProcess(home, monkeypatch, capsys)
-    monkeypatch.chdir(tmp_path)  # not where the config is
-    status, out, err = cli("sync", "--now", "2026-11-20T09:00:00+00:00")
-    assert status == 0, err
-    assert "no such file" not in err
-    status, out, err = cli("status", "--json", "--now", "2026-11-20T09:00:00+00:00")
-    assert status == 0, err
-    calendars = {c["name"]: c for c in json.loads(out)["calendars"]}
+    # The command runs in `home`, not where the config is.
+    synced = run_in_process(home, "sync", "--now", "2026-11-20T09:00:00+00:00")
+    assert synced.returncode == 0, synced.stderr
+    assert "no such file" not in synced.stderr
+    status = run_in_process(home, "status", "--json", "--now", "2026-11-20T09:00:00+00:00")
+    assert status.returncode == 0, status.stderr
+    calendars = {c["name"]: c for c in json.loads(status.stdout)["calendars"]}
     assert calendars["work.ics"]["last_error"] in (None, ""), calendars

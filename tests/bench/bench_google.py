@@ -100,16 +100,18 @@ class Owner:
 
     def plan_now(self) -> None:
         """What the core would desire: past occurrences stay as they were, the future is re-planned."""
-        planned = plan_placement(
-            self.plan,
-            interactions=(),
-            reviews_done=(),
-            busy=(),
-            now=self.now,
-            horizon=HORIZON,
-            previous=self.desired,
+        planned = list(
+            plan_placement(
+                self.plan,
+                interactions=(),
+                reviews_done=(),
+                busy=(),
+                now=self.now,
+                horizon=HORIZON,
+                previous=self.desired,
+            ).occurrences
         )
-        for occ in planned.occurrences:
+        for occ in planned:
             if occ.key not in self.desired or self.desired[occ.key].start >= self.now:
                 self.desired[occ.key] = occ
 

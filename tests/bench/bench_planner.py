@@ -73,14 +73,16 @@ def main() -> None:
             # Each plan sees a slightly different 'now' so no run can reuse another's work.
             now = NOW + timedelta(minutes=i % 60)
             placed += len(
-                plan_placement(
-                    plan,
-                    interactions=(),
-                    reviews_done=(),
-                    busy=busy,
-                    now=now,
-                    horizon=YEAR,
-                ).occurrences
+                list(
+                    plan_placement(
+                        plan,
+                        interactions=(),
+                        reviews_done=(),
+                        busy=busy,
+                        now=now,
+                        horizon=YEAR,
+                    ).occurrences
+                )
             )
         elapsed = time.perf_counter() - t0
         per_plan = elapsed / count
