@@ -35,14 +35,15 @@ def person_marker_secret(engine: Engine, email: str) -> bytes:
             owner_id = s.exec(select(OwnerRow.id).where(col(OwnerRow.key) == key)).first()
             if owner_id is None:
                 raise UnknownPerson(key)
-            s.execute(
-                dialect.insert(table_of(MarkerSecretRow))
-                .values(owner_id=owner_id, secret=new_marker_secret(), created_at=datetime.now(UTC))
-                .on_conflict_do_nothing(index_elements=["owner_id"])
-            )
-            stored = s.exec(
-                select(MarkerSecretRow.secret).where(col(MarkerSecretRow.owner_id) == owner_id)
-            ).one()
+            query = select(MarkerSecretRow.secret).where(col(MarkerSecretRow.owner_id) == owner_id)
+            stored = s.exec(query).first()
+            if stored is None:  # the first cycle ever: a write, then everybody reads the one kept
+                s.execute(
+                    dialect.insert(table_of(MarkerSecretRow))
+                    .values(owner_id=owner_id, secret=new_marker_secret(), created_at=datetime.now(UTC))
+                    .on_conflict_do_nothing(index_elements=["owner_id"])
+                )
+                stored = s.exec(query).one()
     except SQLAlchemyError as exc:
         # The statement is not shown: its parameters hold the secret.
         raise StoreError(f"database error reading the marker secret of {key}: {type(exc).__name__}") from None

@@ -41,18 +41,21 @@ _HAS_QUEUE = text("SELECT to_regclass('procrastinate_jobs') IS NOT NULL")
 _LIVE_WORKERS = text(
     "SELECT count(*) FROM procrastinate_workers WHERE last_heartbeat > now() - make_interval(secs => :secs)"
 )
-# One pass over the cycle jobs for everybody: the newest finished job per person, and their newest success
-# in the window. Persons without jobs come through the LEFT JOINs with NULLs.
+# One pass over the cycle jobs for everybody (or one person's jobs, with :key): the newest finished job per
+# person, and their newest success in the window. Persons without jobs come through the LEFT JOINs with
+# NULLs. At scale this wants old jobs pruned (procrastinate keeps finished jobs).
 _PEOPLE_CYCLES = text(
     "WITH finished AS ("
     "  SELECT DISTINCT ON (j.lock) j.lock, j.status::text AS status, j.id FROM procrastinate_jobs j"
     "  WHERE j.task_name = 'circleback.cycle' AND j.status::text IN ('succeeded', 'failed')"
+    "  AND ((:key)::text IS NULL OR j.lock = :key)"
     "  ORDER BY j.lock, j.id DESC"
     "), recent_ok AS ("
     "  SELECT j.lock, max(e.at) AS at"
     "  FROM procrastinate_events e JOIN procrastinate_jobs j ON j.id = e.job_id"
     "  WHERE j.task_name = 'circleback.cycle' AND e.type = 'succeeded'"
-    "  AND e.at > now() - make_interval(secs => :window) GROUP BY j.lock"
+    "  AND e.at > now() - make_interval(secs => :window) AND ((:key)::text IS NULL OR j.lock = :key)"
+    "  GROUP BY j.lock"
     ") "
     "SELECT o.key, p.created_at > now() - make_interval(secs => :window), f.status,"
     " (SELECT max(e.at) FROM procrastinate_events e WHERE e.job_id = f.id), r.at "

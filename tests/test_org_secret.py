@@ -69,6 +69,7 @@ def test_read_private_file_refuses_what_others_may_read_and_what_is_not_a_file(t
 
 
 @pytest.mark.postgres
+@pytest.mark.slow
 def test_replicas_starting_at_once_agree_on_each_persons_secret(postgres_url: str) -> None:
     plan = ADA_PLAN.read_text(encoding="utf-8")
     with Store(postgres_url) as store:

@@ -89,6 +89,7 @@ def cycles_of(url: str, email: str) -> set[str]:
         return {str(status) for (status,) in rows}
 
 
+@pytest.mark.slow
 def test_readyz_counts_people_and_each_person_sees_only_their_own_status(
     tmp_path: Path, postgres_url: str, team: str
 ) -> None:

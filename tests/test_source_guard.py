@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from connectors.address_guard import AddressGuard, address_problem, refusal
 from connectors.base import ConnectorError
@@ -283,3 +289,62 @@ def test_files_are_refused_at_read_time_with_a_guard(tmp_path: Path) -> None:
 def test_an_unknown_name_is_a_dns_failure(tmp_path: Path) -> None:
     error = refused(fetcher(tmp_path, AddressGuard(getaddrinfo=Names({}))), "https://nowhere.example/c.ics")
     assert "cannot resolve host nowhere.example" in error.reason
+
+
+def _certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A test CA and a certificate it signed for calendar.example: (ca.pem, cert.pem, key.pem)."""
+
+    now = datetime.now(UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "circleback test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "calendar.example")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("calendar.example")]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = (directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return paths
+
+
+def test_https_is_verified_against_the_name_though_the_connection_is_made_to_the_address(
+    tmp_path: Path, start: Callable[..., _Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca, cert, key = _certificates(tmp_path)
+    server = start("127.0.0.2")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca))  # the client trusts the test CA (httpx reads it)
+    names = Names({"calendar.example": lambda: ["127.0.0.2"], "other.example": lambda: ["127.0.0.2"]})
+    guard = AddressGuard(allowed_networks=(STAND_IN,), getaddrinfo=names)
+    port = server.served.port
+    result = fetcher(tmp_path, guard).fetch("own", f"https://calendar.example:{port}/cal.ics")
+    assert result.data == CALENDAR
+    # The same address under a name the certificate does not carry: refused by TLS, not waved through.
+    error = refused(fetcher(tmp_path / "other", guard), f"https://other.example:{port}/cal.ics")
+    assert "certificate" in error.reason.lower() or "hostname" in error.reason.lower(), error.reason
+    assert server.served.paths == ["/cal.ics"]
