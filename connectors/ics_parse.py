@@ -24,9 +24,9 @@ import hashlib
 import sys
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from time import monotonic
 from typing import Any
@@ -38,8 +38,8 @@ from recurring_ical_events import EventAdapter, Occurrence, Series
 
 from connectors.ics_blocks import Block, lex
 from connectors.ics_feed import KEY_MARKER, KEY_MARKER_RE, circleback_key, verified_key
+from connectors.ics_kept import overlaps
 from connectors.ics_window import outside
-from schedules.busy import busy_time
 from schedules.events import Attendee, Interval, Observation, PartStat, Snapshot
 
 # A series denser than this is a broken or hostile rule; expanding it could take minutes.
@@ -55,10 +55,6 @@ SERIES_MAX_SECONDS = 5.0
 CALENDAR_MAX_INSTANCES = 50_000  # instances of all series together in one window
 CALENDAR_MAX_STEPS = 2_000_000
 CALENDAR_MAX_SECONDS = 60.0
-# A calendar with more warnings than this shows the first few and a count: a broken export can hold a
-# hundred thousand of the same mistake, and logging each one helps nobody.
-MAX_WARNINGS = 10
-WARNING_EXAMPLES = 5
 
 # Everything the reader looks at; the lexer leaves the rest of an event out before parsing.
 _READ = frozenset(
@@ -162,36 +158,6 @@ class ParsedCalendar:
         return self.cover is None or (self.cover.start <= window.start and window.end <= self.cover.end)
 
 
-def parse_calendar(
-    data: bytes,
-    source: str,
-    window: Interval,
-    *,
-    default_tz: str | None = None,
-    marker_secret: bytes | None = None,
-    owner_emails: Collection[str] = (),
-) -> Snapshot:
-    """The event instances overlapping `window`, and the busy time they make under the core's busy rule
-    (`schedules.busy`, as a cycle applies it), in one call; never raises on bad content. The reader itself
-    (`expand`, what `IcsSource.read` returns) only translates."""
-    parsed = load_calendar(data, source, default_tz=default_tz, marker_secret=marker_secret)
-    snapshot = expand(parsed, window)
-    return replace(
-        snapshot,
-        busy=busy_time(snapshot.observations, owner_emails),
-        warnings=summarise_warnings(source, snapshot.warnings),
-    )
-
-
-def summarise_warnings(source: str, warnings: Sequence[str]) -> tuple[str, ...]:
-    """All the warnings, or with more than MAX_WARNINGS the first few and a count of the rest."""
-    if len(warnings) <= MAX_WARNINGS:
-        return tuple(warnings)
-    rest = len(warnings) - WARNING_EXAMPLES
-    summary = f"{source}: {rest:,} more warning(s) like these ({len(warnings):,} in all)"
-    return (*warnings[:WARNING_EXAMPLES], summary)
-
-
 def load_calendar(
     data: bytes,
     source: str,
@@ -226,7 +192,7 @@ def expand(
     if not parsed.covers(window):
         raise ValueError(f"{parsed.source}: read for {parsed.cover}, cannot be expanded for {window}")
     warnings = list(parsed.warnings)
-    seen = [item for item in parsed.singles if _overlaps(item.observation, window)]
+    seen = [item for item in parsed.singles if overlaps(item.observation, window)]
     meter = _Meter(budget or Budget())
     previous = getattr(_CURRENT, "meter", None)
     _CURRENT.meter = meter
@@ -301,7 +267,7 @@ def _instances(
             parsed.zone,
             recurrence_id=details.recurrence_id if own else occurrence.start,
         )
-        if _overlaps(item.observation, window):
+        if overlaps(item.observation, window):
             result.append(item)
     return result
 
@@ -999,12 +965,6 @@ def _to_utc(value: date, zone: tzinfo) -> datetime:
 
 def _show(value: date) -> str:
     return value.isoformat()
-
-
-def _overlaps(observation: Observation, window: Interval) -> bool:
-    if observation.start == observation.end:
-        return window.start <= observation.start < window.end
-    return observation.start < window.end and window.start < observation.end
 
 
 _EPOCH = datetime(1, 1, 1, tzinfo=UTC)

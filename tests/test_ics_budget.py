@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 from bounded import run_bounded
+from ics_reading import parse_calendar
 
 from connectors.ics_parse import (
     CALENDAR_MAX_INSTANCES,
@@ -17,7 +18,6 @@ from connectors.ics_parse import (
     Budget,
     expand,
     load_calendar,
-    parse_calendar,
 )
 from schedules.events import Interval, Snapshot
 
