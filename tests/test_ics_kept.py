@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from builders import london_plan
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_ics_window import calendars, windows
@@ -21,8 +22,13 @@ from test_ics_window import calendars, windows
 from connectors import ics_kept
 from connectors.ics_parse import expand, load_calendar
 from connectors.ics_source import COVER_MARGIN, IcsSource
+from daemon.backoff import GuardedReader
+from daemon.cycle import run_cycle
+from daemon.store import Store
 from schedules.events import Attendee, Interval, Observation, PartStat, Snapshot
 
+HORIZON = timedelta(weeks=6)
+GRACE = timedelta(days=2)
 WINDOW = Interval(datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 6, 1, tzinfo=UTC))
 
 
@@ -239,3 +245,64 @@ def test_a_read_from_the_store_equals_a_fresh_parse(
         assert (
             read.observations == expand(load_calendar(data, "cal", default_tz=default_tz), inner).observations
         )
+
+
+def test_a_cycle_keeps_the_read_in_the_store_for_the_next_process(tmp_path: Path) -> None:
+    path = tmp_path / "cal.ics"
+    path.write_bytes(DATA)
+    now = datetime(2026, 3, 20, 8, tzinfo=UTC)
+    url = f"sqlite:///{tmp_path}/store.db"
+    with Store(url) as store:
+        first = Process(path, default_tz="Europe/London")
+        report = run_cycle(
+            london_plan(), store, readers=[first.source], writers=[], now=now, horizon=HORIZON, grace=GRACE
+        )
+        assert first.source.parses == 1 and not report.faults
+    # The next command, another process an hour later: the store hands the read back.
+    with Store(url) as store:
+        second = Process(path, default_tz="Europe/London")
+        again = run_cycle(
+            london_plan(),
+            store,
+            readers=[second.source],
+            writers=[],
+            now=now + timedelta(hours=1),
+            horizon=HORIZON,
+            grace=GRACE,
+        )
+        assert second.source.parses == 0 and not again.faults
+        assert again.calendar_states == {}  # nothing new to store
+    # A read-only store (a dry run: agenda, status before the first sync) reads it the same way.
+    with Store(url, migrate=False) as store:
+        third = Process(path, default_tz="Europe/London")
+        run_cycle(
+            london_plan(),
+            store,
+            readers=[third.source],
+            writers=[],
+            now=now + timedelta(hours=2),
+            horizon=HORIZON,
+            grace=GRACE,
+            dry_run=True,
+        )
+        assert third.source.parses == 0
+
+
+def test_the_service_stores_a_new_read_once_and_holds_no_parse(tmp_path: Path) -> None:
+    path = tmp_path / "cal.ics"
+    path.write_bytes(DATA)
+    clock = [datetime(2026, 3, 20, 8, tzinfo=UTC)]
+    process = Process(path)
+    guarded = GuardedReader(process.source, clock=lambda: clock[0], fresh_for=timedelta(minutes=10))
+    # The calendar's own job refreshes it twice before a cycle reads it: the new state is not lost.
+    assert guarded.refresh(WINDOW)
+    clock[0] += timedelta(minutes=5)
+    guarded.refresh(WINDOW)
+    read = guarded.read(WINDOW, {})
+    assert read.state is not None and process.source.parses == 1
+    assert guarded.read(WINDOW, read.state).state is None  # handed out once, like a warning
+    # After a restart, the first cycle reads with the stored state and parses nothing.
+    restarted = Process(path)
+    fresh = GuardedReader(restarted.source, clock=lambda: clock[0], fresh_for=timedelta(minutes=10))
+    assert fresh.read(WINDOW, read.state).observations == read.observations
+    assert restarted.source.parses == 0
