@@ -89,13 +89,17 @@ def reading_fingerprint(default_tz: str | None, marker_secret: bytes | None) -> 
 
 def encode(kept: KeptRead, sha256: str) -> dict[str, str]:
     """The calendar state that keeps `kept`, read from bytes hashing to `sha256`."""
+    # The instances of a series share one attendee list: written, and decoded, once.
+    lists: dict[tuple[Attendee, ...], int] = {}
+    rows = [_row(o, lists.setdefault(o.attendees, len(lists))) for o in kept.observations]
     body = {
         "format": FORMAT,
         "key": kept.key,
         "reading": kept.reading,
         "cover": [_micros(kept.cover.start), _micros(kept.cover.end)],
         "warnings": list(kept.warnings),
-        "observations": [_row(o) for o in kept.observations],
+        "attendees": [[[a.email, a.partstat.value] for a in attendees] for attendees in lists],
+        "observations": rows,
     }
     raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
     blob = base64.b64encode(zlib.compress(raw, 6)).decode("ascii")
@@ -115,7 +119,10 @@ def decode(state: CalendarState, source: str) -> KeptRead | None:
         if body["format"] != FORMAT or body["key"] != state.get(KEY):
             return None
         start, end = body["cover"]
-        attendees: dict[tuple[tuple[str, str], ...], tuple[Attendee, ...]] = {}
+        attendees = [
+            tuple(Attendee(_text(email), PartStat(status)) for email, status in people)
+            for people in body["attendees"]
+        ]
         return KeptRead(
             key=_text(body["key"]),
             reading=_text(body["reading"]),
@@ -127,7 +134,7 @@ def decode(state: CalendarState, source: str) -> KeptRead | None:
         return None
 
 
-def _row(o: Observation) -> list[object]:
+def _row(o: Observation, attendees: int) -> list[object]:
     flags = (_CANCELLED if o.cancelled else 0) | (_TRANSPARENT if o.transparent else 0)
     flags |= _ALL_DAY if o.all_day else 0
     return [
@@ -135,7 +142,7 @@ def _row(o: Observation) -> list[object]:
         _micros(o.start),
         _micros(o.end),
         o.summary,
-        [[a.email, a.partstat.value] for a in o.attendees],
+        attendees,
         o.organizer,
         flags,
         None if o.recurrence_id is None else _micros(o.recurrence_id),
@@ -143,24 +150,17 @@ def _row(o: Observation) -> list[object]:
     ]
 
 
-def _observation(
-    row: list[object], source: str, shared: dict[tuple[tuple[str, str], ...], tuple[Attendee, ...]]
-) -> Observation:
+def _observation(row: list[object], source: str, attendees: list[tuple[Attendee, ...]]) -> Observation:
     uid, start, end, summary, people, organizer, flags, recurrence_id, key = row
-    if not isinstance(flags, int) or not isinstance(people, list):
+    if not isinstance(flags, int) or not isinstance(people, int) or people < 0:
         raise TypeError("malformed observation")
-    # The instances of a series share one attendee list: decoded once, not once per instance.
-    pairs = tuple((_text(email), _text(partstat)) for email, partstat in people)
-    attendees = shared.get(pairs)
-    if attendees is None:
-        attendees = shared[pairs] = tuple(Attendee(email, PartStat(status)) for email, status in pairs)
     return Observation(
         source=source,
         uid=_text(uid),
         start=_moment(start),
         end=_moment(end),
         summary=_text(summary),
-        attendees=attendees,
+        attendees=attendees[people],
         organizer=_optional_text(organizer),
         cancelled=bool(flags & _CANCELLED),
         transparent=bool(flags & _TRANSPARENT),
