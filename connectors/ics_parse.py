@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import re
 import sys
 import threading
 from collections import Counter, defaultdict
@@ -531,7 +532,7 @@ class _Loader:
         label = f"{self.source}: line {block.line}: event " + (repr(uid) if uid else "without UID")
         self.warnings.extend(f"{label}: {note}" for note in block.notes)
         try:
-            component = Component.from_ical(block.text)
+            component = Component.from_ical(_lean(block.lines))
             self._check(component, label)
             uid = self._uid(component, block, label)
             return uid, component
@@ -677,6 +678,38 @@ class _Loader:
                 f"{self.source}: line {line}: event {uid!r}: "
                 f"its recurrence cannot be read ({type(exc).__name__}: {exc}); skipped"
             )
+
+
+# A calendar address as written: its parameters (a value may be quoted, or a list) and its value. The
+# reader looks at PARTSTAT and EMAIL only; exports carry four or five more on every attendee (CN, ROLE,
+# CUTYPE, RSVP, X-NUM-GUESTS), and icalendar's parameter parsing is a third of an event's cost.
+_PARAM = r'(?:"[^"]*"|[^";:,]*)'
+_ADDRESS = re.compile(rf"(ATTENDEE|ORGANIZER)((?:;[A-Za-z0-9-]+={_PARAM}(?:,{_PARAM})*)+)(:.*)", re.I | re.S)
+_ONE_PARAM = re.compile(rf";([A-Za-z0-9-]+)=({_PARAM}(?:,{_PARAM})*)")
+_ADDRESS_PARAMS = frozenset({"PARTSTAT", "EMAIL"})
+
+
+def _lean(lines: list[str]) -> str:
+    """An event's text without what the reader never looks at: a DESCRIPTION without a key marker (only
+    the marker is read from it, and descriptions are often the longest part of an event), and the
+    parameters of an attendee or organizer other than PARTSTAT and EMAIL. A line not of the plain shape
+    is left whole, for icalendar to read (or reject) as it is."""
+    kept: list[str] = []
+    for line in lines:
+        head = line[:9].upper()
+        if head.startswith("DESCRIPTI") and KEY_MARKER not in line:
+            continue
+        if head.startswith(("ATTENDEE;", "ORGANIZER")):
+            match = _ADDRESS.fullmatch(line)
+            if match is not None:
+                params = "".join(
+                    f";{name}={value}"
+                    for name, value in _ONE_PARAM.findall(match[2])
+                    if name.upper() in _ADDRESS_PARAMS
+                )
+                line = f"{match[1]}{params}{match[3]}"
+        kept.append(line)
+    return "\r\n".join(kept) + "\r\n"
 
 
 @contextmanager
