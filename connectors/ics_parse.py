@@ -177,8 +177,14 @@ def load_calendar(
         with _collector_paused():
             return _Loader(source, default_tz, marker_secret).load(data, cover)
     except Exception as exc:  # the contract is "never raises": a bug here must not stop a cycle
-        reason = f"could not be read ({type(exc).__name__}: {exc}); no events read"
-        return ParsedCalendar(source, UTC, (), (), (f"{source}: {reason}",), cover)
+        what = None if out_of_memory(exc) else f"{type(exc).__name__}: {exc}"
+    # Said outside the handler: its traceback holds the partial read, which must go before anything
+    # new is allocated when memory is what ran out.
+    if what is None:
+        gc.collect()
+        what = "ran out of memory"
+    reason = f"could not be read ({what}); no events read"
+    return ParsedCalendar(source, UTC, (), (), (f"{source}: {reason}",), cover)
 
 
 def expand(
@@ -230,8 +236,20 @@ def _expand_one(
             return False
         warnings.append(f"{label}: {over}; skipped")
     except Exception as exc:
+        if out_of_memory(exc):  # the next series would fare no better: the calendar stops here
+            meter.reason = "ran out of memory"
+            return False
         warnings.append(f"{label}: cannot expand its recurrence ({exc}); skipped")
     return True
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` means memory ran out. CPython 3.11 reports a frame it cannot allocate (a call, deep in
+    dateutil's search, say) as this SystemError rather than as a MemoryError: a process under a memory
+    limit (tests/bounded.py, a container's) sees it where the limit is reached."""
+    if isinstance(exc, MemoryError):
+        return True
+    return isinstance(exc, SystemError) and "error return without exception set" in str(exc)
 
 
 def _over_budget(parsed: ParsedCalendar, index: int, meter: _Meter) -> str:
