@@ -140,7 +140,8 @@ ICS = Backend(
         ConnectorOption(
             "location",
             "location",
-            "the .ics file, or the https:// or webcal:// address (secret addresses are never shown)",
+            "the .ics file (relative: beside the config file), or the https:// or webcal:// address "
+            "(secret addresses are never shown)",
             required=True,
         ),
         ConnectorOption(

@@ -310,7 +310,7 @@ class _Placer:
             this_week = [
                 (day, late)
                 for late, day in enumerate(slots.open_days(self.today, week_end))
-                if slots.on(day, duration)
+                if slots.has_room(day, duration)
             ]
             under = [(day, late) for day, late in this_week if slots.per_day[day] < limit]
             if this_week:
@@ -320,7 +320,7 @@ class _Placer:
         for late, day in enumerate(slots.open_days(start)):
             if first is not None and late >= first + SPREAD_DAYS:
                 break
-            if slots.on(day, duration):
+            if slots.has_room(day, duration):
                 first = late if first is None else first
                 roomy.append((day, late))
         under = [(day, late) for day, late in roomy if slots.per_day[day] < limit]

@@ -229,7 +229,7 @@ def test_review_done_moves_the_review_rhythm_even_after_reviews_were_placed(run:
     placed = json.loads(run("agenda", "--plan", str(plan), "--now", NOW, "--days", "60", "--json").stdout)
     assert any(item["title"] == "Review: relationship plan (kickoff)" for item in placed)
     done = run("review", "done", "--on", "2026-11-10", "--plan", str(plan), "--now", NOW)
-    assert "recorded self-review #1 on 2026-11-10" in done.stdout
+    assert "recorded self-review R1 on 2026-11-10" in done.stdout
     run("sync", "--plan", str(plan), "--now", NOW)
     after = json.loads(run("agenda", "--plan", str(plan), "--now", NOW, "--days", "60", "--json").stdout)
     reviews = [item for item in after if item["kind"] == "review" and item["key"] != "review:kickoff"]

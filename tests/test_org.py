@@ -274,8 +274,11 @@ def test_every_persons_cycle_runs_once_per_period_whichever_worker(
     jobs = cycle_jobs(postgres_url)
     per_period = Counter((owner, period) for owner, period, _ in jobs)
     assert per_period and set(per_period.values()) == {1}, per_period
+    # A person whose cycle from an earlier period is still waiting gets no second one (the queueing lock):
+    # on a loaded machine a period may miss someone, never hold anyone twice or anyone unknown.
     for period in {period for _, period, _ in jobs}:
-        assert {o for o, p, _ in jobs if p == period} == set(emails)
+        assert {o for o, p, _ in jobs if p == period} <= set(emails)
+    assert len(finished_periods()) >= 3
     # procrastinate deferred each period's tick once, whatever the number of workers.
     ticks = query(
         postgres_url, "SELECT args->>'timestamp' FROM procrastinate_jobs WHERE task_name = 'circleback.tick'"
