@@ -178,6 +178,11 @@ def run_cycle(
         can_place=not report.unread,
         hold_verdicts=hold,
         scope=store.uid_scope,
+        read_from=[
+            r.name
+            for r in readers
+            if r.name not in report.unread and report.calendar_errors.get(r.name) is None
+        ],
     )
     outcomes = decision.outcomes
     report.outcomes = outcomes
@@ -202,14 +207,20 @@ def run_cycle(
     results: dict[str, Sequence[EventResult]] = {}
     # An occurrence is placed only when every writable calendar holds it: a calendar that could not be
     # reached, or refused that one event, leaves it planned, and the next cycle writes it again.
-    placed = {r.occurrence.key for r in revisions}
+    # Occurrences under way (awaiting their verdict) are published too, and a calendar that lost one and
+    # refuses it again no longer holds it: they go through the same accounting.
+    accounted = [*revisions, *decision.pending]
+    placed = {r.occurrence.key for r in accounted}
     for writer in writers:
+        withheld = decision.withheld.get(writer.name, frozenset())
+        placed -= withheld
+        desired = [r for r in published if r.occurrence.key not in withheld] if withheld else published
         try:
             # The state this cycle's read returned, when the calendar was read too: what a write does
             # to it (the events circleback itself deleted) must not later read as the person's doing.
             state = report.calendar_states.get(writer.name)
             applied = writer.apply(
-                published,
+                desired,
                 placements=store.placements(writer.name),
                 state=store.calendar_state(writer.name) if state is None else state,
             )
@@ -233,7 +244,7 @@ def run_cycle(
     _record_calendar_health(store, report.calendar_errors, now)
     store.sync_connections(plan)
     store.save_cycle(
-        revisions=revisions,
+        revisions=accounted,
         removed=removed,
         statuses={
             key: (change.status, change.at, change.event_uid) for key, change in outcomes.statuses.items()

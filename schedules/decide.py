@@ -10,7 +10,7 @@ feed keeps of the past, and what could not be placed. No I/O, no clock: `now` is
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence, Set
+from collections.abc import Collection, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Protocol
@@ -58,7 +58,9 @@ class LogEntryLike(Protocol):
 class Decision:
     """What one cycle decided. `revisions` are the open occurrences to keep or write (new, changed or
     unchanged), `published` is everything a calendar should hold now (recent history, pending ones,
-    the revisions), `removed` the open keys to delete."""
+    the revisions), `removed` the open keys to delete. `withheld` names, per calendar, the occurrences
+    under way that it no longer shows (the person removed them as they began): they are not written back
+    there, since an event created after its start would read back as having happened."""
 
     outcomes: Outcomes
     revisions: tuple[Revision, ...]
@@ -66,6 +68,7 @@ class Decision:
     published: tuple[Revision, ...]
     pending: tuple[Revision, ...] = ()
     unplaced: tuple[tuple[str | None, str], ...] = field(default_factory=tuple)
+    withheld: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 def decide(
@@ -82,6 +85,7 @@ def decide(
     can_place: bool = True,
     hold_verdicts: bool = False,
     scope: str = "",
+    read_from: Collection[str] = (),
 ) -> Decision:
     """The cycle's decision.
 
@@ -89,7 +93,8 @@ def decide(
     a new placement could land on a meeting; what is placed stays, nothing new is placed or removed.
     `hold_verdicts` is True while a calendar that may hold the proof of a touchpoint is failing: nothing
     is settled by absence (no 'missed'). `scope` is the owner's part of every new occurrence's UID ("" for
-    the personal mode's one owner).
+    the personal mode's one owner). `read_from` are the calendars read in full this cycle (not failing,
+    not an old copy): only what they do not show can be known to be gone from them.
     """
     now = require_utc(now, "now")
     open_rows = [row for row in stored if row.status in OPEN_STATUSES]
@@ -181,7 +186,14 @@ def decide(
         [*recent_history, *completed_now, *pending, *revisions],
         key=lambda r: (r.occurrence.start, r.occurrence.uid),
     )
+    shown = {(obs.source, obs.circleback_key) for obs in observations if obs.circleback_key}
+    withheld = {
+        calendar: lost
+        for calendar in read_from
+        if (lost := frozenset(r.occurrence.key for r in pending if (calendar, r.occurrence.key) not in shown))
+    }
     return Decision(
+        withheld=withheld,
         outcomes=outcomes,
         revisions=tuple(revisions),
         removed=tuple(removed),

@@ -56,3 +56,39 @@ def test_a_refused_event_stays_planned_until_a_later_cycle_writes_it(tmp_path: P
         assert set(store.placements("work")) == set(keys) and not store.calendar_failures()
         held = sorted(e.circleback_key or "" for e in work.events.values())
         assert held == keys, "retried once, no duplicate"
+
+
+def test_an_event_the_person_removed_as_it_began_is_not_written_back(tmp_path: Path) -> None:
+    # Found by the cycle state machine: at the very minute a touchpoint starts, the person deletes it (and
+    # the calendar would refuse it anyway). Written back after its start, it would read back as having
+    # happened, and count as a meeting that never took place.
+    plan = parse_plan(ADA.read_text(), str(ADA))
+    work, feed = MemoryCalendar("work"), MemoryCalendar("feed")
+    with Store(f"sqlite:///{tmp_path / 'cb.db'}") as store:
+
+        def cycle(now: datetime) -> None:
+            run_cycle(
+                plan, store, readers=[work], writers=[work, feed], now=now, horizon=HORIZON, grace=GRACE
+            )
+
+        cycle(START)
+        touchpoints = [e for e in work.events.values() if (e.circleback_key or "").startswith("touchpoint:")]
+        soonest = min(touchpoints, key=lambda e: e.start)
+        key = soonest.circleback_key
+        assert key is not None
+        work.fail_writes(key, "quota exceeded")
+        work.delete_event(soonest.uid)
+        cycle(soonest.start)
+        status = {row.key: row.status for row in store.occurrences()}
+        assert status[key] is OccurrenceStatus.PLANNED, "not held by every calendar: not placed"
+        assert key not in {e.circleback_key for e in work.events.values()}
+        assert key in {e.circleback_key for e in feed.events.values()}, "the feed still shows it"
+
+        work.heal()
+        cycle(soonest.start + timedelta(hours=1))
+        assert key not in {e.circleback_key for e in work.events.values()}, "not written back after its start"
+        cycle(soonest.end + GRACE + timedelta(hours=1))
+        status = {row.key: row.status for row in store.occurrences()}
+        assert status[key] is OccurrenceStatus.MISSED
+        logged = {entry.occurrence_key for entry in store.interactions()}
+        assert key not in logged, "no meeting was logged for it"
