@@ -83,6 +83,10 @@ class FakeGoogle:
         self._grants: dict[str, _Grant] = {}
         self._access: dict[str, tuple[str, datetime]] = {}
         self._service_accounts: set[str] = set()
+        self._undelegated: set[str] = set()
+        # Seconds added to EVERY HTTP request (a batch counts once), as a far-away server would: set it
+        # before or while serving. Requests wait in parallel (one thread each), like Google's.
+        self.latency = 0.0
         self._server = ThreadingHTTPServer((host, port), _Handler)
         self._server.daemon_threads = True
         self._server.fake = self  # type: ignore[attr-defined]
@@ -177,6 +181,16 @@ class FakeGoogle:
         with self._lock:
             self._service_accounts.add(client_email.lower())
 
+    def revoke_delegation(self, subject: str) -> None:
+        """The Workspace admin no longer lets service accounts act as `subject`: their token requests
+        answer `unauthorized_client` (as Google does when domain-wide delegation is withdrawn)."""
+        with self._lock:
+            self._undelegated.add(subject.lower())
+
+    def restore_delegation(self, subject: str) -> None:
+        with self._lock:
+            self._undelegated.discard(subject.lower())
+
     def invalidate_sync_tokens(self, calendar_id: str | None = None) -> None:
         """Sync tokens issued so far (for one calendar or all) answer 410 fullSyncRequired."""
         with self._lock:
@@ -191,6 +205,7 @@ class FakeGoogle:
             self._grants.clear()
             self._access.clear()
             self._service_accounts.clear()
+            self._undelegated.clear()
             self.faults.clear()
             self.log.clear()
 
@@ -301,6 +316,8 @@ class FakeGoogle:
             kind = "other"
         call = Call(kind, method, path, query)
         index = self._record(call)
+        if self.latency > 0:
+            time.sleep(self.latency)
         fault = self.faults.decide(call)
         if fault is not None:
             call.fault = f"{fault.action}:{fault.kind}" if fault.kind else fault.action
@@ -469,6 +486,12 @@ class FakeGoogle:
                 return _oauth_error("invalid_grant", "Invalid JWT Signature.")
             if subject != issuer and subject not in self._store.calendars:
                 return _oauth_error("invalid_grant", "Invalid email or User ID")
+            if subject in self._undelegated:
+                return _oauth_error(
+                    "unauthorized_client",
+                    "Client is unauthorized to retrieve access tokens using this method, or client not "
+                    "authorized for any of the scopes requested.",
+                )
         return self._issue(subject, str(claims.get("scope") or CALENDAR_SCOPE))
 
     def _issue(self, user: str, scope: str) -> Response:
