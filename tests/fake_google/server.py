@@ -40,6 +40,7 @@ MAX_BATCH_CALLS = 1000
 API_PREFIX = "/calendar/v3/"
 BATCH_PATH = "/batch/calendar/v3"
 TOKEN_PATH = "/token"
+STATS_PATH = "/_fake/stats"  # not Google's: what a test in another process reads (not logged itself)
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 _EVENTS = re.compile(r"^calendars/([^/]+)/events$")
@@ -311,6 +312,8 @@ class FakeGoogle:
         parts = urllib.parse.urlsplit(target)
         query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
         path = parts.path
+        if path == STATS_PATH and method == "GET":
+            return self._stats()
         kind = "token" if path == TOKEN_PATH else "batch" if path == BATCH_PATH else "api"
         if kind == "api" and not path.startswith(API_PREFIX):
             kind = "other"
@@ -339,6 +342,15 @@ class FakeGoogle:
             response = self._api_call(call, headers, body)
         call.status = response.status
         return response
+
+    def _stats(self) -> Response:
+        """Requests received so far by kind ("api", "batch", "token", "other"; "inner" = calls in
+        batches): for a benchmark that runs the fake in a process of its own."""
+        counts: dict[str, int] = {}
+        with self._lock:
+            for call in self.log:
+                counts[call.kind] = counts.get(call.kind, 0) + 1
+        return Response.json(200, counts)
 
     def _api_call(self, call: Call, headers: dict[str, str], body: bytes) -> Response:
         try:
