@@ -150,6 +150,8 @@ class Round:
     worker_cpu: float = 0.0
     fake_cpu: float = 0.0
     idle_share: float = 0.0
+    active: float = 0.0  # statements running at once in the database, on average
+    lock_waits: float = 0.0  # of those, waiting for a lock, on average
     requests: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -225,7 +227,10 @@ class Bench:
             idle_before, total_before = machine_cpu()
             peaks = dict.fromkeys(names, 0)
             stop = threading.Event()
-            sampler = threading.Thread(target=self._sample_connections, args=(peaks, stop), daemon=True)
+            waits: list[tuple[int, int]] = []
+            sampler = threading.Thread(
+                target=self._sample_connections, args=(peaks, waits, stop), daemon=True
+            )
             sampler.start()
             result.tick_seconds = self._tick(period)
             while True:
@@ -249,6 +254,8 @@ class Bench:
             result.fake_cpu = cpu_seconds(self.fake.proc.pid) - fake_before
             result.rss_mb = [peak_rss_mb(p.pid) for p in procs]
             result.connections = peaks
+            result.active = statistics.fmean(a for a, _ in waits) if waits else 0.0
+            result.lock_waits = statistics.fmean(w for _, w in waits) if waits else 0.0
             after = self._fake_requests()
             result.requests = {k: after[k] - requests_before.get(k, 0) for k in after}
             (first, last), *_ = self._sql(
@@ -269,16 +276,22 @@ class Bench:
                 proc.wait(timeout=60)
         return result
 
-    def _sample_connections(self, peaks: dict[str, int], stop: threading.Event) -> None:
+    def _sample_connections(
+        self, peaks: dict[str, int], waits: list[tuple[int, int]], stop: threading.Event
+    ) -> None:
+        """Every 0.1 s: each worker's connections, and how many of them are running a statement and how
+        many of those wait for a lock (a serialising lock shows up here)."""
         with psycopg.connect(ADMIN, autocommit=True) as conn:
             while not stop.is_set():
                 rows = conn.execute(
-                    "SELECT application_name, count(*) FROM pg_stat_activity "
+                    "SELECT application_name, count(*), count(*) FILTER (WHERE state = 'active'), "
+                    "count(*) FILTER (WHERE wait_event_type = 'Lock') FROM pg_stat_activity "
                     "WHERE application_name = ANY(%s) GROUP BY application_name",
                     (list(peaks),),
                 ).fetchall()
-                for name, count in rows:
+                for name, count, _active, _locked in rows:
                     peaks[name] = max(peaks[name], int(count))
+                waits.append((sum(int(r[2]) for r in rows), sum(int(r[3]) for r in rows)))
                 time.sleep(0.1)
 
     def _fake_requests(self) -> dict[str, int]:
@@ -296,7 +309,8 @@ def report(label: str, result: Round) -> None:
         f"{result.per_minute:6.0f}/min | tick {result.tick_seconds:.2f} s | connections per worker {conns} "
         f"| peak RSS MB {rss} | worker CPU {result.worker_cpu / result.jobs * 1000:.0f} ms/cycle, "
         f"fake CPU {result.fake_cpu / result.jobs * 1000:.0f} ms/cycle, machine idle "
-        f"{result.idle_share:.0%} | requests per cycle: "
+        f"{result.idle_share:.0%} | DB statements running {result.active:.1f}, waiting on a lock "
+        f"{result.lock_waits:.1f} (mean) | requests per cycle: "
         + ", ".join(f"{k} {v / result.jobs:.1f}" for k, v in sorted(result.requests.items()) if v),
         flush=True,
     )
