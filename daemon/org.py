@@ -26,7 +26,7 @@ from typing import Any, Final
 import procrastinate
 from procrastinate.exceptions import AlreadyEnqueued, UniqueViolation
 from procrastinate.jobs import Status
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from daemon import org_schema
 from daemon.app import build_calendars
@@ -91,9 +91,9 @@ def person_settings(settings: Settings, person: Person) -> Settings:
     return dataclasses.replace(settings, calendars=tuple(calendars))
 
 
-def cycle_person(settings: Settings, email: str, now: datetime) -> None:
-    """One person's cycle, from the plan in force in the database."""
-    with Store(settings.database_url, owner=email, migrate=False) as store:
+def cycle_person(settings: Settings, email: str, now: datetime, *, engine: Engine | None = None) -> None:
+    """One person's cycle, from the plan in force in the database (on the worker's `engine`, if given)."""
+    with Store(settings.database_url, owner=email, migrate=False, engine=engine) as store:
         people = People(store.engine)
         person = people.get(email)
         _text, plan = people.latest_plan(email)
@@ -138,7 +138,9 @@ def make_app(settings: Settings, period: timedelta | None = None) -> procrastina
     @app.task(name=CYCLE_TASK, queue=CYCLE_QUEUE)
     def cycle(owner: str, period: int) -> None:
         del period  # in the arguments so each period's job is told apart in the queue's history
-        cycle_person(settings, owner, utcnow())
+        # Every person's cycle on this worker's one engine: a new engine per cycle cost a connection
+        # and recompiling every statement each time.
+        cycle_person(settings, owner, utcnow(), engine=people_store.engine)
 
     async def retry_stalled() -> None:
         stalled = await app.job_manager.get_stalled_jobs(

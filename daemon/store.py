@@ -22,6 +22,7 @@ writes them in the same transaction as the cycle's occurrences and log entries.
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
@@ -354,6 +355,13 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache
+def _migration_heads() -> frozenset[str]:
+    """The newest revisions of the shipped migrations; loading the scripts costs milliseconds, and they
+    do not change while a process runs."""
+    return frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
 def _describe(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
@@ -381,21 +389,25 @@ class Store:
         owner: str = DEFAULT_OWNER,
         clock: Callable[[], datetime] = _now,
         migrate: bool = True,
+        engine: Engine | None = None,
     ) -> None:
+        """`engine`: an engine of the same URL to share (an organisation worker runs every person's
+        cycle on one engine: its connections and compiled statements); closing the store leaves it open."""
         if not isinstance(owner, str) or not owner.strip() or owner != owner.strip():
             raise ValueError(f"an owner key must be a non-empty string without surrounding spaces: {owner!r}")
         self.url = normalise_url(url)
         self._owner = owner
         self._owner_id: int | None = None
         self._clock = clock
-        self._engine = create_engine(self.url)
+        self._owns_engine = engine is None
+        self._engine = create_engine(self.url) if engine is None else engine
         self._write_engine = self._engine.execution_options(circleback_write=True)
-        self._heads = frozenset(ScriptDirectory.from_config(alembic_config()).get_heads())
+        self._heads = _migration_heads()
         if migrate:
             try:
                 self.migrate("head")
             except BaseException:
-                self._engine.dispose()
+                self.close()
                 raise
 
     @staticmethod
@@ -437,7 +449,8 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        self._engine.dispose()
+        if self._owns_engine:
+            self._engine.dispose()
 
     # -- schema and readiness ------------------------------------------------------------------------------
 
