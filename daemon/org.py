@@ -49,6 +49,7 @@ STALLED_AFTER: Final = timedelta(seconds=10)
 # Jobs run in threads: a cycle mostly waits for calendars, so a few per worker keep it busy.
 CONCURRENCY: Final = 4
 _SCHEMA_LOCK_ID: Final = 0x0C1C1EBAE
+DEFER_BATCH: Final = 500  # cycle jobs deferred in one statement by the tick
 
 
 def utcnow() -> datetime:
@@ -163,13 +164,27 @@ def make_app(settings: Settings, period: timedelta | None = None) -> procrastina
     async def tick(timestamp: int) -> None:
         await retry_stalled()
         emails = await asyncio.to_thread(People(people_store.engine).emails)
-        for email in emails:
+        # In batches, one statement each: one defer per person took ~8 ms each (minutes per period at
+        # 10,000 people). A batch that meets a person whose job still waits is refused whole (the
+        # queueing lock), and goes again one person at a time.
+        for start in range(0, len(emails), DEFER_BATCH):
+            batch = emails[start : start + DEFER_BATCH]
+            jobs = [
+                cycle.configure(lock=email, queueing_lock=email).make_new_job(owner=email, period=timestamp)
+                for email in batch
+            ]
             try:
-                await cycle.configure(lock=email, queueing_lock=email).defer_async(
-                    owner=email, period=timestamp
-                )
+                await app.job_manager.batch_defer_jobs_async(jobs)
+                continue
             except AlreadyEnqueued:
-                log.info("cycle of %s is still waiting from an earlier period; not queued twice", email)
+                pass
+            for email in batch:
+                try:
+                    await cycle.configure(lock=email, queueing_lock=email).defer_async(
+                        owner=email, period=timestamp
+                    )
+                except AlreadyEnqueued:
+                    log.info("cycle of %s is still waiting from an earlier period; not queued twice", email)
 
     return app
 

@@ -50,7 +50,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from daemon.config import load_settings  # noqa: E402
-from daemon.org import CYCLE_TASK, TICK_TASK, conninfo, make_app, prepare  # noqa: E402
+from daemon.org import CONCURRENCY, CYCLE_TASK, TICK_TASK, conninfo, make_app, prepare  # noqa: E402
 from daemon.people import People  # noqa: E402
 from daemon.store import Store  # noqa: E402
 
@@ -71,6 +71,20 @@ def machine_cpu() -> tuple[float, float]:
     """(idle, total) jiffies of the whole machine since boot."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     return float(values[3] + values[4]), float(sum(values[:8]))
+
+
+def postgres_cpu() -> float:
+    """CPU seconds of every PostgreSQL process on this machine (the server is shared: approximate)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() == "postgres":
+                total += cpu_seconds(int(entry.name))
+        except OSError:
+            continue  # it ended meanwhile
+    return total
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -149,6 +163,7 @@ class Round:
     rss_mb: list[float] = field(default_factory=list)
     worker_cpu: float = 0.0
     fake_cpu: float = 0.0
+    postgres_cpu: float = 0.0
     idle_share: float = 0.0
     active: float = 0.0  # statements running at once in the database, on average
     lock_waits: float = 0.0  # of those, waiting for a lock, on average
@@ -160,7 +175,15 @@ class Round:
 
 
 class Bench:
-    def __init__(self, url: str, home: Path, fake: FakeServer, account: Path, emails: list[str]) -> None:
+    def __init__(
+        self,
+        url: str,
+        home: Path,
+        fake: FakeServer,
+        account: Path,
+        emails: list[str],
+        concurrency: int | None,
+    ) -> None:
         self.url = url
         self.home = home
         self.fake = fake
@@ -175,6 +198,8 @@ class Bench:
             "CIRCLEBACK_HTTP_ENABLED": "false",
             "CIRCLEBACK_LOG_LEVEL": "WARNING",
         }
+        if concurrency is not None:
+            self.env["CIRCLEBACK_BENCH_CONCURRENCY"] = str(concurrency)
         self.tick_config = write_config(home, "cbbench-tick", url, fake.url, account)
         self.period = 0
 
@@ -195,9 +220,17 @@ class Bench:
 
         return asyncio.run(run())
 
-    def run(self, workers: int) -> Round:
+    def tick_alone(self) -> tuple[int, float]:
+        """The tick with no worker running: what deferring everyone's job costs by itself."""
         self.period += 1
-        period = self.period
+        return self.period, self._tick(self.period)
+
+    def run(self, workers: int, deferred: int | None = None) -> Round:
+        """One round: `workers` processes run the cycle jobs of a new tick, or of the tick `deferred`
+        already ran (then the round is timed from its first job's start)."""
+        if deferred is None:
+            self.period += 1
+        period = self.period if deferred is None else deferred
         result = Round(workers)
         names = [f"cbbench-w{n}" for n in range(workers)]
         procs = [
@@ -224,6 +257,7 @@ class Bench:
             requests_before = self._fake_requests()
             cpu_before = [cpu_seconds(p.pid) for p in procs]
             fake_before = cpu_seconds(self.fake.proc.pid)
+            postgres_before = postgres_cpu()
             idle_before, total_before = machine_cpu()
             peaks = dict.fromkeys(names, 0)
             stop = threading.Event()
@@ -232,7 +266,7 @@ class Bench:
                 target=self._sample_connections, args=(peaks, waits, stop), daemon=True
             )
             sampler.start()
-            result.tick_seconds = self._tick(period)
+            result.tick_seconds = self._tick(period) if deferred is None else 0.0
             while True:
                 (done, failed), *_ = self._sql(
                     "SELECT count(*) FILTER (WHERE status = 'succeeded'), "
@@ -252,6 +286,7 @@ class Bench:
             result.idle_share = (idle_after - idle_before) / max(1.0, total_after - total_before)
             result.worker_cpu = sum(cpu_seconds(p.pid) for p in procs) - sum(cpu_before)
             result.fake_cpu = cpu_seconds(self.fake.proc.pid) - fake_before
+            result.postgres_cpu = postgres_cpu() - postgres_before
             result.rss_mb = [peak_rss_mb(p.pid) for p in procs]
             result.connections = peaks
             result.active = statistics.fmean(a for a, _ in waits) if waits else 0.0
@@ -259,9 +294,10 @@ class Bench:
             after = self._fake_requests()
             result.requests = {k: after[k] - requests_before.get(k, 0) for k in after}
             (first, last), *_ = self._sql(
-                "SELECT min(e.at) FILTER (WHERE e.type = 'deferred'), max(e.at) FILTER (WHERE e.type = "
+                "SELECT min(e.at) FILTER (WHERE e.type = %s), max(e.at) FILTER (WHERE e.type = "
                 "'succeeded') FROM procrastinate_events e JOIN procrastinate_jobs j ON j.id = e.job_id "
                 "WHERE j.task_name = %s AND (j.args->>'period')::bigint = %s",
+                "deferred" if deferred is None else "started",
                 CYCLE_TASK,
                 period,
             )
@@ -308,7 +344,8 @@ def report(label: str, result: Round) -> None:
         f"{label:<22} {result.workers} worker(s): {result.jobs} cycles in {result.seconds:6.1f} s = "
         f"{result.per_minute:6.0f}/min | tick {result.tick_seconds:.2f} s | connections per worker {conns} "
         f"| peak RSS MB {rss} | worker CPU {result.worker_cpu / result.jobs * 1000:.0f} ms/cycle, "
-        f"fake CPU {result.fake_cpu / result.jobs * 1000:.0f} ms/cycle, machine idle "
+        f"fake CPU {result.fake_cpu / result.jobs * 1000:.0f} ms/cycle, PostgreSQL CPU "
+        f"{result.postgres_cpu / result.jobs * 1000:.0f} ms/cycle, machine idle "
         f"{result.idle_share:.0%} | DB statements running {result.active:.1f}, waiting on a lock "
         f"{result.lock_waits:.1f} (mean) | requests per cycle: "
         + ", ".join(f"{k} {v / result.jobs:.1f}" for k, v in sorted(result.requests.items()) if v),
@@ -321,6 +358,11 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=300)
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        help="jobs at once per worker (default: the shipped daemon.org.CONCURRENCY)",
+    )
     args = parser.parse_args()
     schema = f"circleback_bench_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(ADMIN, autocommit=True) as conn:
@@ -345,13 +387,21 @@ def main() -> None:
                 prepare(
                     load_settings(write_config(home, "cbbench-setup", url, fake.url, account), environ={})
                 )
-                bench = Bench(url, home, fake, account, emails)
+                bench = Bench(url, home, fake, account, emails, args.concurrency)
                 print(
                     f"{args.people} people x 5 connections, fake Google +{args.latency_ms:.0f} ms on every "
-                    f"request, {os.cpu_count()} CPUs (shared with other work: rounds interleaved)",
+                    f"request, {args.concurrency or CONCURRENCY} jobs at once per worker, "
+                    f"{os.cpu_count()} CPUs "
+                    "(shared with other work: rounds interleaved)",
                     flush=True,
                 )
-                report("first cycles", bench.run(3))
+                period, alone = bench.tick_alone()
+                print(
+                    f"tick alone (no worker running): {alone:.2f} s to defer {args.people} jobs "
+                    f"= {alone / args.people * 1000:.1f} ms each",
+                    flush=True,
+                )
+                report("first cycles", bench.run(3, deferred=period))
                 quiet: dict[int, list[Round]] = {1: [], 3: []}
                 for n in range(args.rounds):
                     for workers in (1, 3) if n % 2 == 0 else (3, 1):
