@@ -67,6 +67,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def runqueue_wait(pid: int) -> float:
+    """Seconds the threads of a process have spent runnable but waiting for a CPU (schedstat's second
+    field), summed over its threads now alive: how much a busy machine held it back."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the thread ended meanwhile
+    return total / 1e9
+
+
 def machine_cpu() -> tuple[float, float]:
     """(idle, total) jiffies of the whole machine since boot."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -164,6 +176,7 @@ class Round:
     worker_cpu: float = 0.0
     fake_cpu: float = 0.0
     postgres_cpu: float = 0.0
+    runqueue: float = 0.0  # seconds the workers' threads waited for a CPU
     idle_share: float = 0.0
     active: float = 0.0  # statements running at once in the database, on average
     lock_waits: float = 0.0  # of those, waiting for a lock, on average
@@ -256,6 +269,7 @@ class Bench:
                 time.sleep(0.1)
             requests_before = self._fake_requests()
             cpu_before = [cpu_seconds(p.pid) for p in procs]
+            queued_before = sum(runqueue_wait(p.pid) for p in procs)
             fake_before = cpu_seconds(self.fake.proc.pid)
             postgres_before = postgres_cpu()
             idle_before, total_before = machine_cpu()
@@ -285,6 +299,7 @@ class Bench:
             idle_after, total_after = machine_cpu()
             result.idle_share = (idle_after - idle_before) / max(1.0, total_after - total_before)
             result.worker_cpu = sum(cpu_seconds(p.pid) for p in procs) - sum(cpu_before)
+            result.runqueue = sum(runqueue_wait(p.pid) for p in procs) - queued_before
             result.fake_cpu = cpu_seconds(self.fake.proc.pid) - fake_before
             result.postgres_cpu = postgres_cpu() - postgres_before
             result.rss_mb = [peak_rss_mb(p.pid) for p in procs]
@@ -345,7 +360,8 @@ def report(label: str, result: Round) -> None:
         f"{result.per_minute:6.0f}/min | tick {result.tick_seconds:.2f} s | connections per worker {conns} "
         f"| peak RSS MB {rss} | worker CPU {result.worker_cpu / result.jobs * 1000:.0f} ms/cycle, "
         f"fake CPU {result.fake_cpu / result.jobs * 1000:.0f} ms/cycle, PostgreSQL CPU "
-        f"{result.postgres_cpu / result.jobs * 1000:.0f} ms/cycle, machine idle "
+        f"{result.postgres_cpu / result.jobs * 1000:.0f} ms/cycle, workers waiting for a CPU "
+        f"{result.runqueue / result.jobs * 1000:.0f} ms/cycle, machine idle "
         f"{result.idle_share:.0%} | DB statements running {result.active:.1f}, waiting on a lock "
         f"{result.lock_waits:.1f} (mean) | requests per cycle: "
         + ", ".join(f"{k} {v / result.jobs:.1f}" for k, v in sorted(result.requests.items()) if v),
