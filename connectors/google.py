@@ -349,7 +349,8 @@ class GoogleCalendar:
                 kept = Placement(key, placed.remote_id, placed.etag, revision.sequence)
                 results.append(EventResult(key, "keep", placement=kept))
             else:
-                calls.append(self._patch(revision, placed.remote_id, "update"))
+                last_read = seen.get(placed.remote_id) or {}
+                calls.append(self._patch(revision, placed.remote_id, "update", if_match=last_read.get("g")))
         for key, placed in sorted(placements.items()):
             if key not in wanted:
                 calls.append(self._delete(key, placed.remote_id))
@@ -411,6 +412,11 @@ class GoogleCalendar:
             return EventResult(call.key, action, placement=placement)
         if error is None:
             return EventResult(call.key, action, Outcome.FAILED, before, "Google answered nothing usable")
+        if error.resp.status == 412:
+            # If-Match failed: the person changed the event since this cycle read it. Not retried now (the
+            # same etag fails again); the next cycle reads their change first.
+            reason = "changed in Google after this cycle read it; the next cycle reads it and decides again"
+            return EventResult(call.key, action, Outcome.FAILED, before, reason, retryable=True)
         reason = f"Google answered {error.resp.status} {_reason(error)}: {_message(error)}"
         retryable = _retryable(error) or _reason(error) == "quotaExceeded"
         return EventResult(call.key, action, Outcome.FAILED, before, reason, retryable)
@@ -443,19 +449,26 @@ class GoogleCalendar:
             revision.sequence,
         )
 
-    def _patch(self, revision: Revision, remote_id: str, action: str) -> _Call:
+    def _patch(
+        self, revision: Revision, remote_id: str, action: str, *, if_match: str | None = None
+    ) -> _Call:
+        """An update of one of circleback's events. With the etag of the event as this cycle read it, Google
+        refuses the write (412) when the person changed the event after that read: the next cycle reads
+        their change and decides again, instead of this write undoing it."""
         body = self._body(revision)
         if action == "revive":
             body["status"] = "confirmed"
         events = self.service.events()
         calendar = self.options.calendar_id
         send = "all" if "attendees" in body else "none"
-        return _Call(
-            revision.occurrence.key,
-            action,
-            lambda: events.patch(calendarId=calendar, eventId=remote_id, body=body, sendUpdates=send),
-            revision.sequence,
-        )
+
+        def make() -> HttpRequest:
+            request = events.patch(calendarId=calendar, eventId=remote_id, body=body, sendUpdates=send)
+            if if_match:
+                request.headers["If-Match"] = if_match
+            return request
+
+        return _Call(revision.occurrence.key, action, make, revision.sequence)
 
     def _delete(self, key: str, remote_id: str) -> _Call:
         events = self.service.events()
@@ -662,6 +675,8 @@ def _record(item: Mapping[str, Any], zone: str, cached: Mapping[str, Any] | None
     if all_day:
         record["ad"] = True
     if KEY_PROPERTY in private:
+        if item.get("etag"):
+            record["g"] = str(item["etag"])  # circleback's own events only: an update sends it as If-Match
         record["k"] = str(private[KEY_PROPERTY])
         record["ko"] = str(private.get(OWNER_PROPERTY, "default"))
         record["d"] = _digest(str(item.get("description", "")))

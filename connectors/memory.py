@@ -42,7 +42,6 @@ from schedules.events import (
     Attendee,
     Interval,
     Observation,
-    PartStat,
     Snapshot,
     require_utc,
 )
@@ -327,12 +326,6 @@ class MemoryCalendar:
             return self._events[uid]
         except KeyError:
             raise KeyError(f"{self.name}: no event with UID {uid!r}") from None
-
-    def _declined(self, event: MemoryEvent) -> bool:
-        return any(
-            a.partstat is PartStat.DECLINED and a.email.strip().casefold() in self.owner_emails
-            for a in event.attendees
-        )
 
     def _observe(self, event: MemoryEvent) -> Observation:
         return Observation(

@@ -3,7 +3,7 @@ back end directly and the config schema learns every back end's options from one
 
 A `[calendars.NAME]` table with `type = "ics"` is read against `BACKENDS["ics"].options`; its checked
 values, plus what the daemon knows (the plan, the cache directory, the owner's addresses), go to the back
-end's factory. A new back end (`google`, `caldav`) is one more `Backend` here, passed to `register`.
+end's factory. A new back end (`caldav`) is one more `Backend` in `BACKENDS`.
 """
 
 from __future__ import annotations
@@ -17,12 +17,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from connectors.base import Reader, Writer
 
 if TYPE_CHECKING:
-    from connectors.google import GoogleCalendar
     from connectors.memory import MemoryCalendar
     from schedules.model import Plan
-
-ReaderFactory = Callable[..., Reader]
-WriterFactory = Callable[..., Writer]
 
 # How a value is written in the config: a text, a file path (relative ones resolve against the state
 # directory), a time span ('20s', '1h'), true/false, or a calendar location (a file or an address,
@@ -128,7 +124,10 @@ def _google_check(table: Mapping[str, Any], where: str) -> Any:
 
 
 def _memory_backend(name: str, options: Mapping[str, Any], context: Context) -> MemoryCalendar:
-    return _memory(name=name)
+    # One calendar per name, so every command and cycle of this process sees the same memory calendar.
+    from connectors.memory import shared_calendar
+
+    return shared_calendar(name)
 
 
 ICS = Backend(
@@ -141,7 +140,8 @@ ICS = Backend(
         ConnectorOption(
             "location",
             "location",
-            "the .ics file, or the https:// or webcal:// address (secret addresses are never shown)",
+            "the .ics file (relative: beside the config file), or the https:// or webcal:// address "
+            "(secret addresses are never shown)",
             required=True,
         ),
         ConnectorOption(
@@ -188,66 +188,8 @@ GOOGLE = Backend(
 BACKENDS: dict[str, Backend] = {b.type: b for b in (ICS, ICS_FEED, MEMORY, GOOGLE)}
 
 
-def register(backend: Backend) -> None:
-    """Make a back end available to the config by its type; a type is registered once."""
-    if backend.type in BACKENDS:
-        raise ValueError(f"calendar type {backend.type!r} is already registered")
-    BACKENDS[backend.type] = backend
-
-
 def backend(kind: str) -> Backend:
     try:
         return BACKENDS[kind]
     except KeyError:
         raise ValueError(f"unknown calendar type {kind!r}; known: {', '.join(sorted(BACKENDS))}") from None
-
-
-# -- the older keyword interface, kept for callers that build one back end by hand ------------------------
-
-
-def _ics_reader(**options: Any) -> Reader:
-    from connectors.ics_source import IcsSource
-
-    return IcsSource(**options)
-
-
-def _feed_writer(**options: Any) -> Writer:
-    from connectors.ics_feed import FeedFile
-
-    return FeedFile(Path(options.pop("path")), **options)
-
-
-def _memory(**options: Any) -> MemoryCalendar:
-    # One calendar per name, so the same memory calendar configured as reader and writer is one calendar.
-    from connectors.memory import shared_calendar
-
-    return shared_calendar(**options)
-
-
-def _google(**options: Any) -> GoogleCalendar:
-    # Options come as `make_google_calendar`'s keywords: `options` (a GoogleOptions), name, plan_timezone,
-    # owner_emails, and optionally credentials, owner, contact_emails.
-    from connectors.google import make_google_calendar
-
-    settings = options.pop("options")
-    return make_google_calendar(settings, **options)
-
-
-READERS: dict[str, ReaderFactory] = {"ics": _ics_reader, "memory": _memory, "google": _google}
-WRITERS: dict[str, WriterFactory] = {"ics_feed": _feed_writer, "memory": _memory, "google": _google}
-
-
-def make_reader(kind: str, **options: Any) -> Reader:
-    try:
-        factory = READERS[kind]
-    except KeyError:
-        raise ValueError(f"unknown calendar back end {kind!r}; known: {', '.join(sorted(READERS))}") from None
-    return factory(**options)
-
-
-def make_writer(kind: str, **options: Any) -> Writer:
-    try:
-        factory = WRITERS[kind]
-    except KeyError:
-        raise ValueError(f"unknown calendar back end {kind!r}; known: {', '.join(sorted(WRITERS))}") from None
-    return factory(**options)

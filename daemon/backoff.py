@@ -28,15 +28,6 @@ class CalendarHealth:
     def ok(self) -> bool:
         return self.failures == 0
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "ok": self.ok,
-            "failures": self.failures,
-            "last_error": self.last_error,
-            "last_ok": self.ok_at.isoformat() if self.ok_at else None,
-            "next_attempt": self.next_attempt_at.isoformat() if self.next_attempt_at else None,
-        }
-
 
 def backoff_delay(failures: int, *, base: timedelta, cap: timedelta, rng: random.Random) -> timedelta:
     """Full-jitter exponential backoff: spreads retries so a recovering server is not stampeded."""

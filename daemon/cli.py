@@ -158,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     done.add_argument("--on", dest="on", metavar="DATE", help="YYYY-MM-DD or YYYY-MM-DDTHH:MM (default: now)")
     done.add_argument("--note", default="", help="what you decided to change")
+    reviews = command("list", "show the self-reviews you recorded", review_commands)
+    reviews.add_argument("--json", action="store_true", help="machine-readable output")
+    reviews.add_argument("--all", action="store_true", help="include undone reviews")
+    review_undo = command("undo", "take back a recorded self-review", review_commands)
+    review_undo.add_argument("review_id", metavar="ID", help="as shown by `circleback review list` (R3 or 3)")
 
     skip = command("skip", "skip one planned touchpoint or review (the next one is planned as usual)")
     skip.add_argument("occurrence", metavar="KEY_OR_UID", help="as shown by `circleback agenda --json`")
@@ -531,8 +536,68 @@ def cmd_review_done(args: argparse.Namespace) -> int:
     with open_store(settings, now=now) as store:
         entry_id = store.add_interaction(entry)
     print(
-        f"recorded self-review #{entry_id} on {at.astimezone(zone):%Y-%m-%d}; the next one is planned from it"
+        f"recorded self-review {review_label(entry_id)} on {at.astimezone(zone):%Y-%m-%d}; "
+        "the next one is planned from it"
     )
+    return EXIT_OK
+
+
+def review_label(review_id: int | None) -> str:
+    """Reviews are numbered apart from the log: `R3`, so they are never taken for log entry #3."""
+    return f"R{review_id}" if review_id is not None else "R?"
+
+
+def _review_id(text: str) -> int:
+    digits = text[1:] if text[:1] in ("R", "r") else text
+    if not digits.isdigit():
+        raise BadInput(f"review ID: expected a review number such as R3, got {text!r}")
+    return int(digits)
+
+
+def cmd_review_list(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    zone = ZoneInfo(load_plan(settings.plan).timezone)
+    with open_store(settings, read_only=True) as store:
+        rows = store.reviews(include_undone=args.all)
+    if args.json:
+        _print_json(
+            [
+                {
+                    "id": review_label(r.id),
+                    "at": r.at.astimezone(zone).isoformat(),
+                    "note": r.note,
+                    "source": r.source,
+                    "undone": r.undone,
+                }
+                for r in rows
+            ]
+        )
+    elif not rows:
+        print("no self-review recorded: `circleback review done` records one")
+    else:
+        for r in rows:
+            mark = " (undone)" if r.undone else ""
+            note = f"  {r.note}" if r.note else ""
+            print(f"{review_label(r.id):<5} {r.at.astimezone(zone):%Y-%m-%d %H:%M}{note}{mark}")
+    return EXIT_OK
+
+
+def cmd_review_undo(args: argparse.Namespace) -> int:
+    from daemon.store import ReviewNotFound
+
+    settings = _settings(args)
+    zone = ZoneInfo(load_plan(settings.plan).timezone)
+    review_id = _review_id(args.review_id)
+    with open_store(settings) as store:
+        try:
+            was_undone = any(r.id == review_id for r in store.reviews(include_undone=True) if r.undone)
+            row = store.undo_review(review_id)
+        except ReviewNotFound:
+            raise BadInput(
+                f"no self-review {review_label(review_id)} (see `circleback review list`)"
+            ) from None
+    verb = "was already undone" if was_undone else "undone"
+    print(f"{verb} self-review {review_label(row.id)} of {row.at.astimezone(zone):%Y-%m-%d}")
     return EXIT_OK
 
 
@@ -816,6 +881,8 @@ HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace], int]] = {
     ("done", None): cmd_done,
     ("audit", None): cmd_audit,
     ("review", "done"): cmd_review_done,
+    ("review", "list"): cmd_review_list,
+    ("review", "undo"): cmd_review_undo,
     ("skip", None): cmd_skip,
     ("status", None): cmd_status,
     ("config", None): cmd_config,

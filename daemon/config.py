@@ -13,6 +13,7 @@ from so `circleback config` can explain a surprising setting.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import json
 import os
@@ -29,6 +30,7 @@ import platformdirs
 from connectors import registry
 from connectors.registry import ConnectorOption
 from daemon.sources import Source, SourceError, parse_sources
+from schedules.plan import first_too_deep
 
 APP = "circleback"
 
@@ -351,7 +353,7 @@ SCHEMA: tuple[Option, ...] = (
         "sources",
         (),
         "calendars to read busy time and past meetings from: .ics files or secret https:// / webcal:// "
-        'addresses, each a string or { name = "Work", location = "..." }',
+        'addresses (a relative file: beside this file), each a string or { name = "Work", location = "..." }',
         flags=("--source", "--busy"),
         metavar="FILE_OR_URL",
         flag_help="a calendar to read busy time and meetings from (.ics file, http(s):// or webcal://); "
@@ -491,6 +493,15 @@ def _unknown_keys(data: Mapping[str, Any], at: _Lines, where: str) -> list[tuple
     return problems
 
 
+def _beside(location: str, base: Path | None) -> str:
+    """A relative file path resolved as the plan's is: beside the config file it is written in (from the
+    command line or the environment, `base` is the working directory). Addresses are left as written."""
+    if base is None or "://" in location or location.strip().startswith("~"):
+        return location
+    path = Path(location)
+    return location if path.is_absolute() else str(base / path)
+
+
 def _convert(kind: str, value: Any, where: str, base: Path | None, reserved: Sequence[str] = ()) -> Any:
     if kind == "path":
         if not isinstance(value, str | Path):
@@ -521,11 +532,14 @@ def _convert(kind: str, value: Any, where: str, base: Path | None, reserved: Seq
         return int(text)
     if kind == "sources":
         try:
-            return parse_sources(value, where, reserved=reserved)
+            sources = parse_sources(value, where, reserved=reserved)
         except SourceError as exc:
             raise ConfigError(str(exc)) from None
-    if kind == "location" and (not isinstance(value, str) or not value.strip()):
-        raise ConfigError(f"{where}: expected a file or an address in quotes, got {value!r}")
+        return tuple(dataclasses.replace(s, location=_beside(s.location, base)) for s in sources)
+    if kind == "location":
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{where}: expected a file or an address in quotes, got {value!r}")
+        return _beside(value, base)
     if not isinstance(value, str):
         raise ConfigError(f"{where}: expected a string, got {value!r}")
     return value
@@ -640,11 +654,11 @@ def _calendar(
                 options[option.name] = settings[_BY_KEY[option.inherit].name]
                 origin[option.name] = f"from {option.inherit}"
             elif option.default is not None:
-                options[option.name] = _connector_value(option, option.default, here, base)
+                options[option.name] = _connector_value(option, option.default, here, base, where)
                 origin[option.name] = "default"
             continue
         try:
-            options[option.name] = _connector_value(option, table[option.name], here, base)
+            options[option.name] = _connector_value(option, table[option.name], here, base, where)
             origin[option.name] = f"config file ({where})"
         except ConfigError as exc:
             problems.extend((key_line, problem) for problem in exc.problems)
@@ -681,8 +695,11 @@ def _google_table(
     return ([calendar] if calendar is not None else []), problems
 
 
-def _connector_value(option: ConnectorOption, raw: Any, where: str, state_dir: Path) -> Any:
-    value = _convert(option.kind, raw, where, state_dir)
+def _connector_value(option: ConnectorOption, raw: Any, where: str, state_dir: Path, config: str) -> Any:
+    # A calendar's file is found as the plan is (beside the config file); its own files (a feed's path)
+    # live in the state directory, as the option's help says.
+    base = Path(config).parent if option.kind == "location" else state_dir
+    value = _convert(option.kind, raw, where, base)
     if option.kind == "span":
         _in_bounds(option.bounds, value, raw, where)
     return value
@@ -760,20 +777,6 @@ def _position(data: bytes | str, index: int) -> tuple[int, int]:
     return line, index - (data.rfind(newline, 0, index) + 1) + 1  # type: ignore[arg-type]
 
 
-def _too_deep(text: str) -> int | None:
-    """Where brackets open past _MAX_NESTING levels, counted naively (tomllib recurses per level); no real
-    config comes near, so brackets inside strings do not matter."""
-    depth = 0
-    for index, char in enumerate(text):
-        if char in "[{":
-            depth += 1
-            if depth > _MAX_NESTING:
-                return index
-        elif char in "]}":
-            depth = max(depth - 1, 0)
-    return None
-
-
 def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
     if not path.is_file():
         raise ConfigError(f"{path}: not a regular file")
@@ -792,7 +795,7 @@ def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
             f"{path}:{line}: not UTF-8: byte 0x{raw[exc.start]:02x} at column {column} cannot be read "
             "(save the file as UTF-8)"
         ) from None
-    deep = _too_deep(text)
+    deep = first_too_deep(text, _MAX_NESTING)
     if deep is not None:
         line, _column = _position(text, deep)
         raise ConfigError(f"{path}:{line}: invalid TOML: nested more than {_MAX_NESTING} levels deep")

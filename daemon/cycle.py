@@ -50,7 +50,6 @@ class CycleReport:
     warnings: list[str] = field(default_factory=list)
     applied_to: list[str] = field(default_factory=list)
     calendar_errors: dict[str, str | None] = field(default_factory=dict)  # None: read fresh and fine
-    verdicts_held_back: bool = False
     # Calendars with no data at all this cycle (never read, no copy): their busy time is unknown, so
     # nothing new is placed until each has been read once; what was already placed stays.
     unread: list[str] = field(default_factory=list)
@@ -166,7 +165,6 @@ def run_cycle(
     # A calendar that could not be read at all (not even an earlier copy) may hold the very copy that
     # shows a touchpoint happened; once written off as missed, that copy would no longer be recognised.
     hold = _verdicts_held_back(store, report.faults, now, grace)
-    report.verdicts_held_back = hold
     decision = decide(
         plan,
         stored=[_renamed_row(row, resolved.aliases) for row in store.occurrences()],

@@ -27,10 +27,6 @@ class Notifier:
             int(usec) / 1e6 if usec.isdigit() and (not pid or pid == str(os.getpid())) else None
         )
 
-    @property
-    def enabled(self) -> bool:
-        return self.address is not None
-
     def send(self, *fields: str) -> bool:
         if self.address is None:
             return False

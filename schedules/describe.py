@@ -102,11 +102,6 @@ def touchpoint_description(
     return "\n".join(lines)
 
 
-def going_cold(connection: Connection, last_met: date | None, today: date) -> bool:
-    """Met before, but not within one cadence of `today`."""
-    return last_met is not None and connection.every.add(last_met) < today
-
-
 def _names(items: Sequence[str]) -> str:
     return ", ".join(items) if items else "none"
 

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-
-UTC_OFFSET_ZERO = timedelta(0)
 
 
 def require_utc(value: datetime, what: str) -> datetime:
     """Reject naive datetimes and normalise aware ones to UTC, so comparisons never mix zones."""
+    if value.tzinfo is UTC:
+        return value  # the planner builds a million intervals a year of plan: keep the usual case cheap
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{what} must be timezone-aware, got naive {value!r}")
-    from datetime import UTC
-
     return value.astimezone(UTC)
 
 

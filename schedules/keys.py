@@ -75,10 +75,6 @@ class OccurrenceKey:
             return None
 
     @property
-    def is_kickoff(self) -> bool:
-        return self.kind is OccurrenceKind.REVIEW and self.period == KICKOFF
-
-    @property
     def base(self) -> OccurrenceKey:
         """The first attempt's key: what the planner asks for, before a settled period needed a new one."""
         return replace(self, attempt=1)

@@ -260,7 +260,7 @@ class _Checker:
     # -- YAML ---------------------------------------------------------------------------------------------
 
     def compose(self, text: str) -> Node | None:
-        deep = _too_deep(text)
+        deep = first_too_deep(text, _MAX_NESTING)
         if deep is not None:
             line, column = _position_of(text, deep)
             self.add(line, column, "", f"invalid YAML: nested more than {_MAX_NESTING} levels deep")
@@ -962,18 +962,19 @@ def _closest_zone(name: str) -> str | None:
     return names[match[0]] if match else None
 
 
-def _too_deep(text: str) -> int | None:
-    """The index of the bracket that opens a level past _MAX_NESTING, counting brackets naively.
+def first_too_deep(text: str, limit: int) -> int | None:
+    """The index of the bracket that opens a level past `limit`, counting `[` and `{` naively.
 
     ruamel's scanner slows down quadratically on a long run of open brackets (seconds for a few thousand)
-    before recursing too deeply, so a pathological file is refused before it reaches the scanner. Counting
-    brackets inside quotes or comments too only matters hundreds of levels away from any real plan.
+    before recursing too deeply, and tomllib recurses once per level, so a pathological file is refused
+    before it reaches either parser. Counting brackets inside quotes or comments too only matters hundreds
+    of levels away from any real plan or config.
     """
     depth = 0
     for index, char in enumerate(text):
         if char in "[{":
             depth += 1
-            if depth > _MAX_NESTING:
+            if depth > limit:
                 return index
         elif char in "]}":
             depth = max(depth - 1, 0)

@@ -310,7 +310,7 @@ class _Placer:
             this_week = [
                 (day, late)
                 for late, day in enumerate(slots.open_days(self.today, week_end))
-                if slots.on(day, duration)
+                if slots.has_room(day, duration)
             ]
             under = [(day, late) for day, late in this_week if slots.per_day[day] < limit]
             if this_week:
@@ -320,7 +320,7 @@ class _Placer:
         for late, day in enumerate(slots.open_days(start)):
             if first is not None and late >= first + SPREAD_DAYS:
                 break
-            if slots.on(day, duration):
+            if slots.has_room(day, duration):
                 first = late if first is None else first
                 roomy.append((day, late))
         under = [(day, late) for day, late in roomy if slots.per_day[day] < limit]
@@ -368,31 +368,6 @@ def _chain_of(occ: Occurrence) -> str:
     if occ.kind is OccurrenceKind.REVIEW:
         return "review"
     return f"touchpoint:{(occ.connection or '').casefold()}"
-
-
-def plan_occurrences(
-    plan: Plan,
-    *,
-    interactions: Sequence[Interaction],
-    reviews_done: Sequence[datetime],
-    busy: Sequence[Interval],
-    now: datetime,
-    horizon: timedelta,
-    previous: Mapping[str, Occurrence] = {},
-    first_due: Mapping[str, date] = {},
-) -> list[Occurrence]:
-    """The occurrences of `plan_placement`, without what could not be placed."""
-    result = plan_placement(
-        plan,
-        interactions=interactions,
-        reviews_done=reviews_done,
-        busy=busy,
-        now=now,
-        horizon=horizon,
-        previous=previous,
-        first_due=first_due,
-    )
-    return list(result.occurrences)
 
 
 def plan_placement(

@@ -77,16 +77,6 @@ class Outcomes:
     explain: tuple[str, ...] = ()  # names and titles only, never contact notes
 
 
-def last_interactions(interactions: Sequence[Interaction]) -> dict[str, datetime]:
-    """Casefolded connection name → time of the latest interaction with it."""
-    latest: dict[str, datetime] = {}
-    for item in interactions:
-        name = item.connection.casefold()
-        if name not in latest or item.at > latest[name]:
-            latest[name] = item.at
-    return latest
-
-
 def touchpoint_connection(key: str) -> str | None:
     """The casefolded connection name inside a touchpoint key `touchpoint:<name>:<period>`."""
     if not key.startswith(TOUCHPOINT_PREFIX):

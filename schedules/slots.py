@@ -95,18 +95,6 @@ def floor_to_quarter(clock: time) -> time:
     return clock.replace(minute=clock.minute - clock.minute % 15, second=0, microsecond=0)
 
 
-def local_instant(day: date, clock: time, zone: ZoneInfo) -> datetime:
-    """The UTC instant wall-clock `clock` shows on `day`.
-
-    In the autumn fold this is the first of the two instants; inside the spring gap the time is read
-    with the offset before the gap (RFC 5545), so 01:30 on a night that skips from 01:00 to 02:00 is 02:30.
-    """
-    naive = datetime.combine(day, clock)
-    candidates = [naive.replace(tzinfo=zone, fold=fold).astimezone(UTC) for fold in (0, 1)]
-    real = [c for c in candidates if c.astimezone(zone).replace(tzinfo=None) == naive]
-    return min(real) if real else max(candidates)
-
-
 def _offset(moment: datetime, zone: ZoneInfo) -> timedelta:
     offset = moment.astimezone(zone).utcoffset()
     assert offset is not None  # a ZoneInfo always knows its offset
@@ -319,18 +307,33 @@ class Slots:
             and self.clear(slot)
         )
 
+    def has_room(self, day: date, duration: timedelta) -> bool:
+        """Whether any slot of `duration` fits on `day` (`on(day, duration)` is not empty)."""
+        return next(self._slots(day, duration), None) is not None
+
     def on(self, day: date, duration: timedelta) -> list[Interval]:
         """Every slot of `duration` that fits on `day`, starting on a quarter hour, in order."""
-        out: list[Interval] = []
+        return list(self._slots(day, duration))
+
+    def _slots(self, day: date, duration: timedelta) -> Iterator[Interval]:
         for span in self.spans(day):
             for gap in self.taken.gaps(Interval(span.start - self.buffer, span.end + self.buffer)):
                 low = max(gap.start + self.buffer, span.start)
                 high = min(gap.end - self.buffer, span.end)
                 start = align_to_quarter(low, self.zone)
+                if start + duration > high:
+                    continue
+                if start.astimezone(self.zone).utcoffset() == high.astimezone(self.zone).utcoffset():
+                    # No clock change inside the gap: the local quarter hours are every 15 minutes of UTC,
+                    # so the walk needs no time zone arithmetic (it is the planner's innermost loop).
+                    last = high - duration
+                    while start <= last:
+                        yield Interval(start, start + duration)
+                        start += QUARTER
+                    continue
                 while start + duration <= high:
-                    out.append(Interval(start, start + duration))
+                    yield Interval(start, start + duration)
                     start = align_to_quarter(start + QUARTER, self.zone)
-        return out
 
     def open_days(self, first: date, last: date | None = None) -> Iterator[date]:
         """Open days from `first` to `last` (or the window's end) with working hours left in the planning

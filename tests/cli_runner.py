@@ -1,116 +1,134 @@
-"""Run the real `circleback` command as a subprocess in a private XDG home, as a person would."""
+"""Run the real `circleback` command in a private XDG home, as a person would: in this process (the
+suite's way: `run_in_process`, `in_process`) or, where the process itself matters, as a subprocess
+(`run_cli`)."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
-import pytest
+
+def private_home(root: Path) -> Path:
+    """`root` made into a private XDG home: empty config, data and state directories."""
+    for sub in ("config", "data", "state"):
+        (root / sub).mkdir(exist_ok=True)
+    return root
 
 
 def home_with_plan(root: Path, plan: Path) -> Path:
     """A private XDG home under `root` with `plan` at its default place, so commands run with no --plan, as
     a person's would."""
-    for sub in ("data", "state"):
-        (root / sub).mkdir()
+    private_home(root)
     (root / "config" / "circleback").mkdir(parents=True)
     shutil.copy(plan, root / "config" / "circleback" / "plan.yaml")
     return root
 
 
-def xdg_env(home: Path) -> dict[str, str]:
+def xdg_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment pointed at `home`, without any CIRCLEBACK_ setting except `extra`."""
     env = {
         **os.environ,
         "XDG_CONFIG_HOME": str(home / "config"),
         "XDG_DATA_HOME": str(home / "data"),
         "XDG_STATE_HOME": str(home / "state"),
     }
-    return {k: v for k, v in env.items() if not k.startswith("CIRCLEBACK_")}
+    return {k: v for k, v in env.items() if not k.startswith("CIRCLEBACK_")} | dict(extra or {})
 
 
-def run_cli(
-    home: Path, *args: str, now: datetime | None = None, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    when = ["--now", now.isoformat()] if now is not None else []
-    proc = subprocess.run(
-        [sys.executable, "-m", "daemon.cli", *args, *when],
-        env=xdg_env(home),
-        cwd=home,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{args}: exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-        )
-    return proc
+class Result(NamedTuple):
+    """What a command did; unpacks as (status, stdout, stderr)."""
 
-
-@dataclass(frozen=True)
-class Result:
     returncode: int
     stdout: str
     stderr: str
 
 
-def run_in_process(home: Path, *args: str, now: datetime | None = None) -> Result:
+def _checked(args: Sequence[str], result: Result) -> Result:
+    if result.returncode != 0:
+        raise AssertionError(
+            f"{list(args)}: exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
+    return result
+
+
+def _when(now: datetime | None) -> list[str]:
+    return ["--now", now.isoformat()] if now is not None else []
+
+
+def installed_command() -> str:
+    """The `circleback` console script of the environment running the tests (`pip install -e .` made it)."""
+    command = Path(sys.executable).parent / "circleback"
+    if not command.is_file():
+        raise AssertionError(f"{command} is missing: install circleback into this environment (make test)")
+    return str(command)
+
+
+def run_cli(
+    home: Path,
+    *args: str,
+    now: datetime | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+) -> Result:
+    """`circleback` as a real process, the installed command (its launcher, circleback_cli.py, checks for a
+    shadowing `daemon` package first): for the few tests where the process itself matters (exit statuses
+    through the interpreter, pipes, what gets imported)."""
+    proc = subprocess.run(
+        [installed_command(), *args, *_when(now)],
+        env=xdg_env(home, env),
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    result = Result(proc.returncode, proc.stdout, proc.stderr)
+    return _checked(args, result) if check else result
+
+
+def run_in_process(
+    home: Path,
+    *args: str,
+    now: datetime | None = None,
+    env: Mapping[str, str] | None = None,
+    check: bool = False,
+) -> Result:
     """The same `circleback` command, in this process: the real argument parsing, store and files, minus
-    the interpreter start-up. The environment and working directory are those of a private XDG home, and
-    are put back afterwards."""
+    the interpreter start-up (most of a command's time). The environment is that of `home` plus `env`, the
+    working directory is `home`; both are put back afterwards. main's SystemExit (bad input, --version)
+    becomes the status."""
     from daemon.cli import main
 
-    when = ["--now", now.isoformat()] if now is not None else []
     out, err = io.StringIO(), io.StringIO()
     saved_env, saved_cwd = dict(os.environ), Path.cwd()
     os.environ.clear()
-    os.environ.update(xdg_env(home))
+    os.environ.update(xdg_env(home, env))
     os.chdir(home)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                code = main([*args, *when])
+                code = main([*args, *_when(now)])
             except SystemExit as exit_:
                 code = exit_.code if isinstance(exit_.code, int) else 1
     finally:
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)
-    return Result(code, out.getvalue(), err.getvalue())
+    result = Result(code, out.getvalue(), err.getvalue())
+    return _checked(args, result) if check else result
 
 
-class InProcess:
-    """`daemon.cli.main` called in this process, in a private XDG home, as the subprocess would run it.
+Cli = Callable[..., Result]
 
-    Calling it returns (exit status, stdout, stderr); main's SystemExit (bad input, failures, --version)
-    becomes the status.
-    """
 
-    def __init__(
-        self, home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-    ) -> None:
-        for name, value in xdg_env(home).items():
-            if name.startswith("XDG_"):
-                monkeypatch.setenv(name, value)
-        for name in [n for n in os.environ if n.startswith("CIRCLEBACK_")]:
-            monkeypatch.delenv(name)
-        monkeypatch.chdir(home)
-        self._capsys = capsys
-
-    def __call__(self, *args: str) -> tuple[int, str, str]:
-        from daemon.cli import main
-
-        self._capsys.readouterr()
-        try:
-            status = main(list(args))
-        except SystemExit as exc:
-            status = exc.code if isinstance(exc.code, int) else 1
-        out, err = self._capsys.readouterr()
-        return status, out, err
+def in_process(home: Path, *, check: bool = False) -> Cli:
+    """`run_in_process` bound to `home`: `cli("sync", "--plan", ...)`."""
+    return functools.partial(run_in_process, home, check=check)

@@ -120,3 +120,9 @@ def fake_google() -> Iterator[FakeGoogle]:
     """A fresh fake Google Calendar (tests/fake_google) on an ephemeral 127.0.0.1 port, for one test."""
     with FakeGoogle() as fake:
         yield fake
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `slow` first, the rest in their usual order: on two workers, a test of a minute or two
+    that starts last is the tail of the whole run, while started first it overlaps everything else."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

@@ -14,7 +14,7 @@ from schedules.events import Interaction, InteractionKind
 from schedules.model import Connection, Plan, Role
 from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus
 from schedules.plan import PlanInvalid, parse_plan
-from schedules.planner import REVIEWS, plan_occurrences
+from schedules.planner import REVIEWS, plan_placement
 
 TODAY = date(2026, 11, 23)  # a Monday
 
@@ -244,15 +244,17 @@ NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 def reviews(
     plan: Plan, log: Sequence[Interaction], now: datetime, previous: Sequence[Occurrence] = ()
 ) -> dict[str, Occurrence]:
-    got = plan_occurrences(
-        plan,
-        interactions=log,
-        reviews_done=[],
-        busy=[],
-        now=now,
-        horizon=timedelta(days=70),
-        previous={o.key: o for o in previous},
-        first_due={"women in tech london": date(2026, 9, 1), REVIEWS: date(2026, 11, 23)},
+    got = list(
+        plan_placement(
+            plan,
+            interactions=log,
+            reviews_done=[],
+            busy=[],
+            now=now,
+            horizon=timedelta(days=70),
+            previous={o.key: o for o in previous},
+            first_due={"women in tech london": date(2026, 9, 1), REVIEWS: date(2026, 11, 23)},
+        ).occurrences
     )
     return {o.key: o for o in got if o.kind is OccurrenceKind.REVIEW}
 

@@ -10,23 +10,21 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from cli_runner import InProcess
+from cli_runner import Result, in_process, private_home
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NOW = "2026-11-23T09:30:00+00:00"  # a Monday; Grace's first touchpoint is Tue 24 Nov 09:00 UTC
 AFTER = "2026-11-24T15:00:00+00:00"
 
-Cb = Callable[..., tuple[int, str, str]]
+Cb = Callable[..., Result]
 
 
 @pytest.fixture
-def cb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cb:
-    for sub in ("config", "data", "state"):
-        (tmp_path / sub).mkdir()
-    shutil.copy(FIXTURES / "plans" / "ada.yaml", tmp_path / "plan.yaml")
-    run = InProcess(tmp_path, monkeypatch, capsys)
+def cb(tmp_path: Path) -> Cb:
+    shutil.copy(FIXTURES / "plans" / "ada.yaml", private_home(tmp_path) / "plan.yaml")
+    run = in_process(tmp_path)
 
-    def call(*args: str, now: str = NOW) -> tuple[int, str, str]:
+    def call(*args: str, now: str = NOW) -> Result:
         return run(*args, "--plan", str(tmp_path / "plan.yaml"), "--now", now)
 
     return call
@@ -162,11 +160,8 @@ def test_audit_report_into_a_missing_directory_fails_cleanly(cb: Cb, tmp_path: P
     assert not (tmp_path / "nope").exists()
 
 
-def test_every_new_command_has_help(cb: Cb, capsys: pytest.CaptureFixture[str]) -> None:
-    from daemon.cli import main
-
+def test_every_new_command_has_help(cb: Cb) -> None:
     for args in (["audit"], ["log", "edit"], ["done"], ["plan", "diff"]):
-        with pytest.raises(SystemExit) as exited:
-            main([*args, "--help"])
-        assert exited.value.code == 0
-        assert capsys.readouterr().out.startswith(f"usage: circleback {' '.join(args)}")
+        status, out, _ = cb(*args, "--help")
+        assert status == 0
+        assert out.startswith(f"usage: circleback {' '.join(args)}")

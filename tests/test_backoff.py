@@ -86,4 +86,4 @@ def test_no_good_copy_at_all_raises() -> None:
     guarded = GuardedReader(FlakyCalendar([ConnectorError("work", "refused")]), clock=Clock())
     with pytest.raises(ConnectorError, match="refused"):
         guarded.read(WINDOW)
-    assert guarded.health.as_dict()["failures"] == 1
+    assert guarded.health.failures == 1

@@ -1,4 +1,6 @@
-"""The `circleback` command run as a real subprocess, on the embedded default (SQLite, ICS feed)."""
+"""The `circleback` command on the embedded default (SQLite, ICS feed): in-process, as the suite runs
+commands, plus the subprocess smoke tests where the process itself matters (exit statuses through the
+installed command, a pipe closed early)."""
 
 from __future__ import annotations
 
@@ -8,37 +10,32 @@ import shutil
 import sqlite3
 import stat
 import subprocess
-import sys
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-from cli_runner import InProcess, run_cli, xdg_env
+from cli_runner import Cli, in_process, installed_command, private_home, run_cli, xdg_env
 from icalendar import Calendar
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ADA = FIXTURES / "plans" / "ada.yaml"
 NOW = "2026-11-23T09:30:00+00:00"  # a Monday
 
-Run = Callable[..., subprocess.CompletedProcess[str]]
+Run = Cli
 
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    for sub in ("config", "data", "state"):
-        (tmp_path / sub).mkdir()
-    return tmp_path
+    return private_home(tmp_path)
 
 
 @pytest.fixture
 def run(home: Path) -> Run:
-    def _run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run_cli(home, *args, check=check)
-
-    return _run
+    """The command in-process; a non-zero exit fails the test unless the call says check=False."""
+    return in_process(home, check=True)
 
 
 @pytest.fixture
@@ -232,7 +229,7 @@ def test_review_done_moves_the_review_rhythm_even_after_reviews_were_placed(run:
     placed = json.loads(run("agenda", "--plan", str(plan), "--now", NOW, "--days", "60", "--json").stdout)
     assert any(item["title"] == "Review: relationship plan (kickoff)" for item in placed)
     done = run("review", "done", "--on", "2026-11-10", "--plan", str(plan), "--now", NOW)
-    assert "recorded self-review #1 on 2026-11-10" in done.stdout
+    assert "recorded self-review R1 on 2026-11-10" in done.stdout
     run("sync", "--plan", str(plan), "--now", NOW)
     after = json.loads(run("agenda", "--plan", str(plan), "--now", NOW, "--days", "60", "--json").stdout)
     reviews = [item for item in after if item["kind"] == "review" and item["key"] != "review:kickoff"]
@@ -267,11 +264,11 @@ def test_skip_removes_one_touchpoint_and_the_rhythm_goes_on(run: Run, plan: Path
 
 
 @pytest.fixture
-def inproc(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> InProcess:
-    return InProcess(home, monkeypatch, capsys)
+def inproc(home: Path) -> Cli:
+    return in_process(home)
 
 
-def test_version_prints_the_package_version(inproc: InProcess) -> None:
+def test_version_prints_the_package_version(inproc: Cli) -> None:
     project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text(encoding="utf-8"))
     status, out, _err = inproc("--version")
     assert (status, out) == (0, f"circleback {project['project']['version']}\n")
@@ -281,9 +278,7 @@ def test_version_prints_the_package_version(inproc: InProcess) -> None:
     "url",
     ["sqlite://relative.db", "sqlite://:memory:", "sqlite://user@host/x.db", "postgresql://h:port/x"],
 )
-def test_malformed_database_urls_are_bad_input_without_traceback(
-    inproc: InProcess, plan: Path, url: str
-) -> None:
+def test_malformed_database_urls_are_bad_input_without_traceback(inproc: Cli, plan: Path, url: str) -> None:
     status, out, err = inproc("agenda", "--plan", str(plan), "--db", url, "--now", NOW)
     assert status == 2, err
     assert err.startswith("error: ") and "Traceback" not in err
@@ -291,16 +286,29 @@ def test_malformed_database_urls_are_bad_input_without_traceback(
     assert out == ""
 
 
-def test_sqlite_url_with_two_slashes_says_how_to_write_a_path(inproc: InProcess, plan: Path) -> None:
+def test_sqlite_url_with_two_slashes_says_how_to_write_a_path(inproc: Cli, plan: Path) -> None:
     _status, _out, err = inproc("status", "--plan", str(plan), "--db", "sqlite://relative.db")
     assert "sqlite:///relative.db" in err, "the three-slash form the person probably meant"
+
+
+def test_exit_statuses_through_the_installed_command(home: Path, plan: Path) -> None:
+    # The suite runs commands in-process; this is the real process a person starts, so the statuses
+    # reach the shell through the launcher and sys.exit: 0 done, 2 bad input, 1 a failure.
+    assert run_cli(home, "plan", "check", str(plan)).stdout.startswith(f"{plan}: ok")
+    bad = home / "bad.yaml"
+    bad.write_text(ADA.read_text().replace("stage: find", "stage: finde"))
+    broken = run_cli(home, "agenda", "--plan", str(bad), check=False)
+    assert broken.returncode == 2 and "connections[1].stage" in broken.stderr and broken.stdout == ""
+    gone = str(home / "gone.ics")
+    failed = run_cli(home, "sync", "--plan", str(plan), "--now", NOW, "--source", gone, check=False)
+    assert failed.returncode == 1 and "gone.ics" in failed.stderr and "Traceback" not in failed.stderr
 
 
 def test_a_pipe_closed_early_is_not_an_error(home: Path, plan: Path) -> None:
     # `circleback feed url | head -0`: the reader is gone before circleback writes. Closing our end of a
     # real pipe before the child has even started makes that deterministic.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "daemon.cli", "feed", "url"],
+        [installed_command(), "feed", "url"],
         env=xdg_env(home),
         cwd=home,
         stdout=subprocess.PIPE,
@@ -334,7 +342,7 @@ def unwritable_directory(directory: Path) -> Iterator[None]:
 
 
 def test_read_only_commands_work_when_the_database_directory_is_not_writable(
-    inproc: InProcess, plan: Path, home: Path
+    inproc: Cli, plan: Path, home: Path
 ) -> None:
     db_dir = home / "db"
     db_dir.mkdir()
@@ -364,7 +372,7 @@ def test_read_only_commands_work_when_the_database_directory_is_not_writable(
         assert status == 1 and err.startswith("error: ") and "Traceback" not in err
 
 
-def test_read_only_commands_read_through_a_writers_wal(inproc: InProcess, plan: Path, home: Path) -> None:
+def test_read_only_commands_read_through_a_writers_wal(inproc: Cli, plan: Path, home: Path) -> None:
     # While another process has the database open (the service), recent writes live in the -wal file;
     # a read-only reader must see them, not only what was checkpointed into the database file.
     db_dir = home / "db"
@@ -383,7 +391,7 @@ def test_read_only_commands_read_through_a_writers_wal(inproc: InProcess, plan: 
 
 
 def test_plan_with_huge_numbers_and_a_legacy_zone_is_bad_input_for_check_and_sync(
-    inproc: InProcess, home: Path
+    inproc: Cli, home: Path
 ) -> None:
     # `every: 999999999 weeks` passed `plan check`, then `sync` crashed; `duration: 99999999999h` crashed
     # both. Now both commands list the same problems, at FILE:LINE:COL, and exit 2.
@@ -399,7 +407,7 @@ def test_plan_with_huge_numbers_and_a_legacy_zone_is_bad_input_for_check_and_syn
     assert list((home / "data").iterdir()) == [], "nothing written"
 
 
-def test_plan_check_refuses_a_keyword_list_longer_than_the_cap(inproc: InProcess, plan: Path) -> None:
+def test_plan_check_refuses_a_keyword_list_longer_than_the_cap(inproc: Cli, plan: Path) -> None:
     from schedules.plan import MAX_KEYWORDS
 
     words = ", ".join(f"word{n}" for n in range(MAX_KEYWORDS + 1))

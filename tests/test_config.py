@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from cli_runner import InProcess
+from cli_runner import Cli, in_process, private_home
 
 from daemon.config import load_settings
 
@@ -19,15 +19,13 @@ ADA = FIXTURES / "plans" / "ada.yaml"
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    for sub in ("config", "data", "state"):
-        (tmp_path / sub).mkdir()
-    shutil.copy(ADA, tmp_path / "plan.yaml")
+    shutil.copy(ADA, private_home(tmp_path) / "plan.yaml")
     return tmp_path
 
 
 @pytest.fixture
-def cli(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> InProcess:
-    return InProcess(home, monkeypatch, capsys)
+def cli(home: Path) -> Cli:
+    return in_process(home)
 
 
 def write(home: Path, text: str | bytes, name: str = "c.toml") -> Path:
@@ -39,7 +37,7 @@ def write(home: Path, text: str | bytes, name: str = "c.toml") -> Path:
     return path
 
 
-def bad(cli: InProcess, config: Path, command: str = "config") -> list[str]:
+def bad(cli: Cli, config: Path, command: str = "config") -> list[str]:
     """The lines a config makes `circleback COMMAND` print, checking it is bad input told plainly."""
     status, out, err = cli(command, "--config", str(config))
     assert status == 2, (out, err)
@@ -50,7 +48,7 @@ def bad(cli: InProcess, config: Path, command: str = "config") -> list[str]:
 # -- every problem at once, each with its line ------------------------------------------------------
 
 
-def test_all_problems_are_reported_at_once_with_file_line_and_key(cli: InProcess, home: Path) -> None:
+def test_all_problems_are_reported_at_once_with_file_line_and_key(cli: Cli, home: Path) -> None:
     config = write(
         home,
         'plan = "plan.yaml"\n'  # 1
@@ -73,7 +71,7 @@ def test_all_problems_are_reported_at_once_with_file_line_and_key(cli: InProcess
     ]
 
 
-def test_keys_are_found_in_dotted_keys_inline_tables_and_quoted_headers(cli: InProcess, home: Path) -> None:
+def test_keys_are_found_in_dotted_keys_inline_tables_and_quoted_headers(cli: Cli, home: Path) -> None:
     config = write(
         home,
         "# a comment = not a key\n"  # 1
@@ -89,7 +87,7 @@ def test_keys_are_found_in_dotted_keys_inline_tables_and_quoted_headers(cli: InP
     ]
 
 
-def test_unknown_keys_and_sections_are_all_listed(cli: InProcess, home: Path) -> None:
+def test_unknown_keys_and_sections_are_all_listed(cli: Cli, home: Path) -> None:
     config = write(home, 'colour = "red"\n[feeds]\npath = "x"\n[http]\nenabled = true\nhots = "::1"\n')
     assert bad(cli, config) == [
         f"{config}:1: colour: unknown key",
@@ -98,7 +96,7 @@ def test_unknown_keys_and_sections_are_all_listed(cli: InProcess, home: Path) ->
     ]
 
 
-def test_a_section_that_is_not_a_table(cli: InProcess, home: Path) -> None:
+def test_a_section_that_is_not_a_table(cli: Cli, home: Path) -> None:
     config = write(home, 'log_format = "text"\nhttp = 8080\n')
     assert bad(cli, config) == [f"{config}:2: http: must be a table ([http])"]
 
@@ -126,7 +124,7 @@ def test_a_section_that_is_not_a_table(cli: InProcess, home: Path) -> None:
     ],
 )
 def test_every_span_setting_is_bounded(
-    cli: InProcess, home: Path, key: str, section: str | None, value: str, message: str
+    cli: Cli, home: Path, key: str, section: str | None, value: str, message: str
 ) -> None:
     header = f"[{section}]\n" if section else ""
     config = write(home, f'{header}{key} = "{value}"\n')
@@ -159,24 +157,19 @@ def test_spans_short_and_long_forms(home: Path, toml: str, name: str, seconds: i
 @pytest.mark.parametrize(
     ("value", "shown"), [("1.5", "1.5"), ("true", "True"), ('"80a"', "'80a'"), ("70000", None)]
 )
-def test_port_must_be_a_whole_number_in_range(
-    cli: InProcess, home: Path, value: str, shown: str | None
-) -> None:
+def test_port_must_be_a_whole_number_in_range(cli: Cli, home: Path, value: str, shown: str | None) -> None:
     config = write(home, f"[http]\nport = {value}\n")
     message = f"expected a whole number, got {shown}" if shown else "70000 is not a valid port (0-65535)"
     assert bad(cli, config) == [f"{config}:2: http.port: {message}"]
 
 
-def test_port_from_the_environment_must_be_digits(
-    cli: InProcess, home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("CIRCLEBACK_HTTP_PORT", "1.5")
-    status, _out, err = cli("config")
+def test_port_from_the_environment_must_be_digits(cli: Cli, home: Path) -> None:
+    status, _out, err = cli("config", env={"CIRCLEBACK_HTTP_PORT": "1.5"})
     assert status == 2
     assert err.splitlines() == ["CIRCLEBACK_HTTP_PORT: http.port: expected a whole number, got '1.5'"]
 
 
-def test_paths_and_texts_must_be_strings(cli: InProcess, home: Path) -> None:
+def test_paths_and_texts_must_be_strings(cli: Cli, home: Path) -> None:
     config = write(home, 'plan = 5\n[feed]\nname = ["a"]\n')
     assert bad(cli, config) == [
         f"{config}:1: plan: expected a path in quotes, got 5",
@@ -184,9 +177,7 @@ def test_paths_and_texts_must_be_strings(cli: InProcess, home: Path) -> None:
     ]
 
 
-def test_log_level_is_checked_when_loading_not_when_the_service_starts(
-    cli: InProcess, home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_log_level_is_checked_when_loading_not_when_the_service_starts(cli: Cli, home: Path) -> None:
     config = write(home, 'log_level = "verbose"\n')
     assert bad(cli, config, "run") == [
         f"{config}:1: log_level: must be one of debug, info, warning, error, critical (got 'verbose')"
@@ -197,36 +188,36 @@ def test_log_level_is_checked_when_loading_not_when_the_service_starts(
 # -- files that are not TOML ---------------------------------------------------------------------------
 
 
-def test_invalid_utf8_names_the_line(cli: InProcess, home: Path) -> None:
+def test_invalid_utf8_names_the_line(cli: Cli, home: Path) -> None:
     config = write(home, b'plan = "plan.yaml"\nhorizon = "\xff"\n')
     assert bad(cli, config) == [
         f"{config}:2: not UTF-8: byte 0xff at column 12 cannot be read (save the file as UTF-8)"
     ]
 
 
-def test_toml_syntax_error_names_the_line(cli: InProcess, home: Path) -> None:
+def test_toml_syntax_error_names_the_line(cli: Cli, home: Path) -> None:
     config = write(home, 'plan = "plan.yaml"\n\nhorizon = 14 weeks\n')
     (line,) = bad(cli, config)
     assert line.startswith(f"{config}:3: invalid TOML: ")
 
 
-def test_deeply_nested_toml_is_bad_input(cli: InProcess, home: Path) -> None:
+def test_deeply_nested_toml_is_bad_input(cli: Cli, home: Path) -> None:
     config = write(home, 'plan = "plan.yaml"\nx = ' + "[" * 5000 + "]" * 5000 + "\n")
     (line,) = bad(cli, config)
     assert line.startswith(f"{config}:2: invalid TOML: nested more than ")
 
 
-def test_a_config_that_is_not_a_regular_file(cli: InProcess, home: Path) -> None:
+def test_a_config_that_is_not_a_regular_file(cli: Cli, home: Path) -> None:
     (home / "dir.toml").mkdir()
     assert bad(cli, home / "dir.toml") == [f"{home / 'dir.toml'}: not a regular file"]
 
 
-def test_a_huge_config_file_is_refused(cli: InProcess, home: Path) -> None:
+def test_a_huge_config_file_is_refused(cli: Cli, home: Path) -> None:
     config = write(home, "# " + "x" * (2 << 20) + "\n")
     assert bad(cli, config) == [f"{config}: too large for a config file (more than 1 MiB)"]
 
 
-def test_a_good_config_still_loads(cli: InProcess, home: Path) -> None:
+def test_a_good_config_still_loads(cli: Cli, home: Path) -> None:
     config = write(
         home,
         'plan = "plan.yaml"\nhorizon = "20 weeks"\nlog_level = "warning"\n'

@@ -11,7 +11,6 @@ import json
 import re
 import shutil
 import tomllib
-from collections.abc import Iterator
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 from builders import london_plan
-from cli_runner import InProcess
+from cli_runner import Cli, in_process, private_home
 
 from connectors import registry
 from connectors.ics_feed import FeedFile
@@ -49,15 +48,13 @@ DOCS = ROOT / "docs" / "configuration.md"
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    for sub in ("config", "data", "state"):
-        (tmp_path / sub).mkdir()
-    shutil.copy(ADA, tmp_path / "plan.yaml")
+    shutil.copy(ADA, private_home(tmp_path) / "plan.yaml")
     return tmp_path
 
 
 @pytest.fixture
-def cli(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> InProcess:
-    return InProcess(home, monkeypatch, capsys)
+def cli(home: Path) -> Cli:
+    return in_process(home)
 
 
 def write(home: Path, text: str, name: str = "c.toml") -> Path:
@@ -145,7 +142,7 @@ def test_every_environment_variable_in_the_schema_is_read(home: Path) -> None:
         assert settings.origin[option.name] == f"environment ({option.env})", option.env
 
 
-def test_the_global_flags_come_from_the_schema(cli: InProcess, home: Path) -> None:
+def test_the_global_flags_come_from_the_schema(cli: Cli, home: Path) -> None:
     parser = build_parser()
     flags = {
         flag
@@ -166,7 +163,7 @@ def test_the_global_flags_come_from_the_schema(cli: InProcess, home: Path) -> No
     assert status == 0 and f'plan = "{home / "other.yaml"}"' in out
 
 
-def test_a_bad_flag_value_names_the_flag(cli: InProcess, home: Path) -> None:
+def test_a_bad_flag_value_names_the_flag(cli: Cli, home: Path) -> None:
     status, _out, err = cli("config", "--source", "")
     assert status == 2
     assert err.startswith("--source[1]: an empty location")
@@ -204,7 +201,7 @@ def test_an_ics_calendar_table_is_read_through_the_registry(home: Path) -> None:
     assert isinstance(feed, FeedFile) and feed.name == "feed" and feed.path == settings.feed_path
 
 
-def test_an_ics_feed_calendar_writes_a_second_feed_file(cli: InProcess, home: Path) -> None:
+def test_an_ics_feed_calendar_writes_a_second_feed_file(cli: Cli, home: Path) -> None:
     config = write(
         home,
         'plan = "plan.yaml"\n[calendars.team]\ntype = "ics_feed"\npath = "team.ics"\ntitle = "Team view"\n',
@@ -291,7 +288,7 @@ def test_names_of_sources_and_calendar_tables_never_clash(home: Path) -> None:
 
 
 @pytest.fixture
-def vault_type() -> Iterator[str]:
+def vault_type(monkeypatch: pytest.MonkeyPatch) -> str:
     """A back end registered as a new connector would be, with a secret option."""
 
     def build(name: str, options: Any, context: registry.Context) -> MemoryCalendar:
@@ -308,14 +305,11 @@ def vault_type() -> Iterator[str]:
             registry.ConnectorOption("password", "str", "the password", required=True, secret=True),
         ),
     )
-    registry.register(backend)
-    try:
-        yield backend.type
-    finally:
-        del registry.BACKENDS[backend.type]
+    monkeypatch.setitem(registry.BACKENDS, backend.type, backend)
+    return backend.type
 
 
-def test_secret_options_are_never_printed(cli: InProcess, home: Path, vault_type: str) -> None:
+def test_secret_options_are_never_printed(cli: Cli, home: Path, vault_type: str) -> None:
     config = write(
         home,
         f'[calendars.safe]\ntype = "{vault_type}"\nurl = "https://dav.example.com/"\n'
@@ -334,12 +328,7 @@ def test_secret_options_are_never_printed(cli: InProcess, home: Path, vault_type
     assert next(c for c in settings.calendars if c.name == "safe").options["password"] == "hunter2-xyz"
 
 
-def test_a_type_is_registered_once(vault_type: str) -> None:
-    with pytest.raises(ValueError, match="already registered"):
-        registry.register(registry.BACKENDS[vault_type])
-
-
-def test_status_reports_the_health_of_named_calendars(cli: InProcess, home: Path) -> None:
+def test_status_reports_the_health_of_named_calendars(cli: Cli, home: Path) -> None:
     config = write(home, f'plan = "plan.yaml"\n[calendars.Work]\ntype = "ics"\nlocation = "{GOOGLE_ICS}"\n')
     now = ("--now", "2026-11-23T09:30:00+00:00")
     status, out, err = cli("sync", "--config", str(config), *now)

@@ -16,6 +16,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -160,6 +161,7 @@ class CycleMachine(RuleBasedStateMachine):
 
 
 TestCycleMachine = CycleMachine.TestCase
+TestCycleMachine.pytestmark = [pytest.mark.slow]  # type: ignore[attr-defined]
 TestCycleMachine.settings = settings(
     max_examples=25, stateful_step_count=10, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )

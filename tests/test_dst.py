@@ -13,8 +13,8 @@ from schedules.cadence import parse_cadence
 from schedules.events import Interaction, Interval
 from schedules.model import Connection, ConnectionKind, Owner, Placement, Plan, Review, Stage, WorkingHours
 from schedules.occurrence import Occurrence
-from schedules.planner import plan_occurrences
-from schedules.slots import align_to_quarter, local_instant, working_spans
+from schedules.planner import plan_placement
+from schedules.slots import align_to_quarter, working_spans
 
 LONDON = ZoneInfo("Europe/London")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -86,8 +86,10 @@ def packed(p: Plan) -> Plan:
 
 
 def run(p: Plan, now: datetime, horizon: timedelta, interactions: list[Interaction]) -> list[Occurrence]:
-    return plan_occurrences(
-        p, interactions=interactions, reviews_done=[now], busy=[], now=now, horizon=horizon
+    return list(
+        plan_placement(
+            p, interactions=interactions, reviews_done=[now], busy=[], now=now, horizon=horizon
+        ).occurrences
     )
 
 
@@ -124,12 +126,6 @@ def test_one_hour_touchpoints_fill_the_real_hours_of_a_changing_night(
         assert local(occ.start, zone).minute == 0
         assert_inside_hours(occ, night, zone)
     assert all(a.end <= b.start for a, b in itertools.pairwise(got))
-
-
-def test_a_clock_time_inside_the_spring_gap_reads_with_the_offset_before_it() -> None:
-    # 01:30 does not exist in London on 28 March 2027; RFC 5545 reads it as 02:30 BST.
-    moment = local_instant(date(2027, 3, 28), time(1, 30), LONDON)
-    assert local(moment, LONDON).time() == time(2, 30)
 
 
 def test_working_hours_starting_inside_the_spring_gap_start_when_the_clock_jumps() -> None:
@@ -172,11 +168,6 @@ def test_slots_in_the_repeated_hour_stay_inside_working_hours() -> None:
     ]
     for occ in got:
         assert_inside_hours(occ, night, LONDON)
-
-
-def test_a_time_in_the_autumn_fold_is_its_first_occurrence() -> None:
-    first = local_instant(date(2026, 11, 1), time(1, 30), NEW_YORK)
-    assert first == datetime(2026, 11, 1, 5, 30, tzinfo=UTC)  # 01:30 EDT, not 01:30 EST
 
 
 def test_quarter_alignment_across_the_gap() -> None:

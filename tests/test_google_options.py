@@ -6,11 +6,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from builders import london_plan
 
+from connectors import registry
 from connectors.base import Capability
 from connectors.google import GoogleCalendar
 from connectors.google_options import GoogleOptions, google_options
-from connectors.registry import make_reader, make_writer
 
 
 def test_defaults_follow_the_issue(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -77,9 +78,10 @@ def test_bad_values_name_the_key(table: dict[str, object], message: str) -> None
 def test_the_registry_builds_the_google_back_end(tmp_path: Path) -> None:
     token = tmp_path / "token.json"
     token.write_text('{"refresh_token": "r", "client_id": "c", "client_secret": "s"}')
-    options = google_options({"token_file": str(token)}, "x")
-    common = {"options": options, "name": "work", "plan_timezone": "Europe/London", "owner_emails": ["a@x"]}
-    reader = make_reader("google", **common)
-    writer = make_writer("google", **common)
-    assert isinstance(reader, GoogleCalendar) and isinstance(writer, GoogleCalendar)
-    assert reader.capabilities == {Capability.READ, Capability.WRITE, Capability.INCREMENTAL}
+    google = registry.backend("google")
+    assert google.check is not None and google.reads and google.writes
+    settings = google.check({"token_file": str(token)}, "x")
+    context = registry.Context(plan=london_plan(), state_dir=tmp_path, owner_emails=("a@x",))
+    calendar = google.factory("work", {"settings": settings}, context)
+    assert isinstance(calendar, GoogleCalendar) and calendar.name == "work"
+    assert calendar.capabilities == {Capability.READ, Capability.WRITE, Capability.INCREMENTAL}

@@ -5,44 +5,25 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from builders import connection, london_plan
 from sqlalchemy import inspect, text
+from store_builders import rev, save
+from store_builders import touchpoint as occurrence
 
 from connectors.base import EventResult, Placement
 from daemon.org_schema import is_circleback_object
 from daemon.store import DEFAULT_OWNER, InteractionNotFound, ReviewNotFound, SourceState, Store
 from schedules.events import Interaction
-from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus, Revision
+from schedules.occurrence import OccurrenceStatus, Revision
 
 NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 PLACED, COMPLETED = OccurrenceStatus.PLACED, OccurrenceStatus.COMPLETED
 
 
 def touchpoint(name: str, start: datetime, period: str = "2025-03", title: str = "") -> Revision:
-    occ = Occurrence(
-        key=f"touchpoint:{name.casefold()}:{period}",
-        kind=OccurrenceKind.TOUCHPOINT,
-        connection=name,
-        due=start.date(),
-        start=start,
-        end=start + timedelta(minutes=30),
-        title=title or f"Nurture: {name}",
-        description="Send the compiler article",
-    )
-    return Revision(occ, 0, NOW, NOW)
-
-
-def save(store: Store, *revisions: Revision, **kw: Any) -> Any:
-    return store.save_cycle(
-        revisions=list(revisions),
-        removed=kw.pop("removed", ()),
-        statuses=kw.pop("statuses", {}),
-        interactions=kw.pop("interactions", []),
-        **kw,
-    )
+    return rev(occurrence(name, start, period=period, title=title))
 
 
 @pytest.fixture

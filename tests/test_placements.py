@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
+from store_builders import rev, save
+from store_builders import touchpoint as occurrence
 
 from connectors.base import EventResult, Outcome, Placement
 from daemon.store import HistoryConflict, PlacementFailure, Store
-from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus, Revision
+from schedules.occurrence import OccurrenceStatus, Revision
 
 NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 PLANNED, PLACED, COMPLETED = OccurrenceStatus.PLANNED, OccurrenceStatus.PLACED, OccurrenceStatus.COMPLETED
@@ -36,28 +37,7 @@ def store(db_url: str, clock: Clock) -> Iterator[Store]:
 
 
 def touchpoint(name: str, days: int = 2, title: str = "") -> Revision:
-    start = NOW + timedelta(days=days)
-    occ = Occurrence(
-        key=f"touchpoint:{name.casefold()}:2025-03",
-        kind=OccurrenceKind.TOUCHPOINT,
-        connection=name,
-        due=start.date(),
-        start=start,
-        end=start + timedelta(minutes=30),
-        title=title or f"Nurture: {name}",
-        description="",
-    )
-    return Revision(occ, 0, NOW, NOW)
-
-
-def save(store: Store, *revisions: Revision, **kw: Any) -> Any:
-    return store.save_cycle(
-        revisions=list(revisions),
-        removed=kw.pop("removed", ()),
-        statuses=kw.pop("statuses", {}),
-        interactions=kw.pop("interactions", []),
-        **kw,
-    )
+    return rev(occurrence(name, NOW + timedelta(days=days), title=title, description=""))
 
 
 def done(

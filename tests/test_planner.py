@@ -15,7 +15,7 @@ from schedules.describe import ago, review_description, touchpoint_description, 
 from schedules.events import Interaction, Interval
 from schedules.model import Connection, Plan, Review, Window, WorkingHours
 from schedules.occurrence import Occurrence, OccurrenceKind
-from schedules.planner import due_dates, plan_occurrences, plan_placement
+from schedules.planner import due_dates, plan_placement
 
 LONDON = ZoneInfo("Europe/London")
 MINDSET = "Relationships are the currency of leadership; I build them before I need them."
@@ -77,14 +77,16 @@ def run(
     horizon: timedelta = QUARTER_YEAR,
     previous: dict[str, Occurrence] | None = None,
 ) -> list[Occurrence]:
-    return plan_occurrences(
-        plan,
-        interactions=interactions,
-        reviews_done=reviews_done,
-        busy=busy,
-        now=now,
-        horizon=horizon,
-        previous=previous or {},
+    return list(
+        plan_placement(
+            plan,
+            interactions=interactions,
+            reviews_done=reviews_done,
+            busy=busy,
+            now=now,
+            horizon=horizon,
+            previous=previous or {},
+        ).occurrences
     )
 
 
@@ -637,14 +639,16 @@ def test_a_never_met_connection_keeps_its_first_due_date_across_days_and_weeks()
     first = run(plan)[0]
     assert first.due == MONDAY and not first.overdue
     # A week later (the next ISO week) with it still unmet: same due date, same identity.
-    later = plan_occurrences(
-        plan,
-        interactions=(),
-        reviews_done=(),
-        busy=(),
-        now=NOW + timedelta(days=7),
-        horizon=QUARTER_YEAR,
-        first_due={"grace hopper": first.due},
+    later = list(
+        plan_placement(
+            plan,
+            interactions=(),
+            reviews_done=(),
+            busy=(),
+            now=NOW + timedelta(days=7),
+            horizon=QUARTER_YEAR,
+            first_due={"grace hopper": first.due},
+        ).occurrences
     )
     assert later[0].key == first.key
     assert later[0].overdue, "a first touchpoint whose due date has passed unmet is overdue"
@@ -782,13 +786,6 @@ def test_placement_says_when_every_day_is_away() -> None:
         ("touchpoint:grace hopper:2026-W48", away_reason.format("2026-11-23")),
         ("touchpoint:grace hopper:2026-W50", away_reason.format("2026-12-07")),
     ]
-
-
-def test_plan_occurrences_is_the_placed_part_of_plan_placement() -> None:
-    busy = [block(MONDAY, (9, 0), (11, 0))]
-    result = plan_placement(ADA, interactions=(), reviews_done=(), busy=busy, now=NOW, horizon=QUARTER_YEAR)
-    assert run(busy=busy) == list(result.occurrences)
-    assert result.unplaced == ()
 
 
 def test_descriptions_do_not_change_from_day_to_day() -> None:

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import holidays
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,7 +34,7 @@ from schedules.model import (
     WorkingHours,
 )
 from schedules.occurrence import Occurrence, OccurrenceKind
-from schedules.planner import plan_occurrences
+from schedules.planner import plan_placement
 from schedules.slots import working_spans
 
 ZONES = [
@@ -62,14 +63,16 @@ class Case:
     horizon: timedelta
 
     def run(self, previous: dict[str, Occurrence] | None = None) -> list[Occurrence]:
-        return plan_occurrences(
-            self.plan,
-            interactions=self.interactions,
-            reviews_done=self.reviews_done,
-            busy=self.busy,
-            now=self.now,
-            horizon=self.horizon,
-            previous=previous or {},
+        return list(
+            plan_placement(
+                self.plan,
+                interactions=self.interactions,
+                reviews_done=self.reviews_done,
+                busy=self.busy,
+                now=self.now,
+                horizon=self.horizon,
+                previous=previous or {},
+            ).occurrences
         )
 
 
@@ -240,6 +243,7 @@ def year_cases(draw: st.DrawFn) -> Case:
     return Case(plan, tuple(interactions), (), (), now, timedelta(days=365))
 
 
+@pytest.mark.slow
 @given(year_cases())
 @PROPERTY
 def test_cadence_respected_over_a_year(case: Case) -> None:

@@ -14,7 +14,6 @@ from schedules.reconcile import (
     Outcomes,
     StatusChange,
     TrackedOccurrence,
-    last_interactions,
     reconcile,
     touchpoint_connection,
 )
@@ -586,16 +585,6 @@ def test_negative_grace_is_rejected() -> None:
 def test_conflicting_occurrences_with_one_key_are_rejected() -> None:
     with pytest.raises(ValueError, match="tracked twice"):
         reconcile(PLAN, placed(touchpoint(), touchpoint(start=at(25, 10))), [], [], NOW)
-
-
-def test_last_interactions_keeps_the_latest_per_connection() -> None:
-    log = [
-        Interaction("Grace Hopper", at(20, 9)),
-        Interaction("grace hopper", at(22, 9)),
-        Interaction("Alan Turing", at(1, 9)),
-        Interaction("GRACE HOPPER", at(21, 9)),
-    ]
-    assert last_interactions(log) == {"grace hopper": at(22, 9), "alan turing": at(1, 9)}
 
 
 @pytest.mark.parametrize(

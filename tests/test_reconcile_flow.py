@@ -7,13 +7,12 @@ import json
 import re
 import shutil
 import socket
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_runner import Result, home_with_plan, run_in_process
+from cli_runner import Cli, Result, home_with_plan, in_process
 from icalendar import Calendar, vText
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -27,7 +26,7 @@ T0 = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)  # a Monday; Europe/London is on 
 GRACE = "Grace Hopper"
 GROUP = "Women in Tech London"
 
-Run = Callable[..., Result]
+Run = Cli
 
 
 @pytest.fixture
@@ -37,14 +36,7 @@ def home(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def run(home: Path) -> Run:
-    # In-process (issue 9: the suite runs the CLI in-process; tests/test_cli.py keeps subprocess smoke tests).
-    def _run(*args: str, now: datetime | None = None, check: bool = True) -> Result:
-        result = run_in_process(home, *args, now=now)
-        if check and result.returncode != 0:
-            raise AssertionError(f"{args}: exit {result.returncode}\n{result.stdout}\n{result.stderr}")
-        return result
-
-    return _run
+    return in_process(home, check=True)
 
 
 def feed_of(home: Path) -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 import matplotlib.image
 import numpy
 import pytest
-from cli_runner import InProcess
+from cli_runner import in_process, private_home
 
 CHROMIUM = "/usr/bin/chromium"
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
@@ -37,12 +37,10 @@ connections:
 
 
 @pytest.fixture
-def report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Path:
-    for sub in ("config", "data", "state"):
-        (tmp_path / sub).mkdir()
-    plan = tmp_path / "plan.yaml"
+def report(tmp_path: Path) -> Path:
+    plan = private_home(tmp_path) / "plan.yaml"
     plan.write_text(PLAN)
-    cb = InProcess(tmp_path, monkeypatch, capsys)
+    cb = in_process(tmp_path)
     at = ("--plan", str(plan), "--now", NOW.isoformat())
     assert cb("sync", *at)[0] == 0
     for name, day, kind in (

@@ -6,6 +6,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schedules.events import Interval
 from schedules.model import Window, WorkingHours
@@ -15,7 +17,6 @@ from schedules.slots import (
     align_to_quarter,
     clip_windows,
     floor_to_quarter,
-    local_instant,
     public_holidays,
     whole_days_blocked,
     working_spans,
@@ -76,10 +77,6 @@ def test_working_hours_in_a_zone_with_a_half_hour_offset() -> None:
 def test_no_working_hours_on_a_day_off() -> None:
     assert working_spans(WEEKDAYS, LONDON, date(2026, 11, 28)) == ()
     assert working_spans(WEEKDAYS, LONDON, date(2026, 11, 29)) == ()
-
-
-def test_local_instant_is_plain_on_an_ordinary_day() -> None:
-    assert local_instant(MONDAY, time(10), KOLKATA) == datetime(2026, 11, 23, 4, 30, tzinfo=UTC)
 
 
 def test_floor_to_quarter() -> None:
@@ -396,3 +393,64 @@ def test_a_stretch_of_centuries_is_read_only_inside_the_planning_window() -> Non
         MONDAY,
         day_after(MONDAY),
     }
+
+
+# --- the slot walk, against its definition ------------------------------------------------------------
+
+ZONES = [
+    LONDON,
+    KOLKATA,
+    ZoneInfo("America/New_York"),
+    ZoneInfo("Asia/Kathmandu"),
+    ZoneInfo("Australia/Lord_Howe"),
+]
+ALL_DAY = WorkingHours(frozenset(range(7)), time(0), time(23, 59))
+# Days on which these zones change their clocks (and ordinary days around them).
+CLOCK_CHANGE_DAYS = [
+    date(2026, 3, 8),
+    date(2026, 3, 29),
+    date(2026, 4, 5),
+    date(2026, 10, 4),
+    date(2026, 10, 25),
+]
+
+
+def _by_definition(free: Slots, day: date, duration: timedelta) -> list[Interval]:
+    """Every minute of the day's spans, kept when it starts on a local quarter hour and the slot fits."""
+    out = []
+    for piece in free.spans(day):
+        moment = piece.start.replace(second=0, microsecond=0)
+        while moment + duration <= piece.end:
+            local = moment.astimezone(free.zone)
+            slot = Interval(moment, moment + duration)
+            if moment >= piece.start and local.minute % 15 == 0 and free.clear(slot):
+                out.append(slot)
+            moment += timedelta(minutes=1)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    zone=st.sampled_from(ZONES),
+    day=st.sampled_from(CLOCK_CHANGE_DAYS).flatmap(lambda d: st.sampled_from([d - timedelta(days=1), d])),
+    busy=st.lists(st.tuples(st.integers(0, 24 * 60 - 1), st.integers(5, 180)), max_size=8),
+    buffer=st.sampled_from([0, 10, 15]),
+    minutes=st.sampled_from([30, 45, 60]),
+)
+def test_the_slots_of_a_day_are_every_local_quarter_hour_that_fits(
+    zone: ZoneInfo, day: date, busy: list[tuple[int, int]], buffer: int, minutes: int
+) -> None:
+    midnight = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
+    taken = [Interval(midnight + timedelta(minutes=s), midnight + timedelta(minutes=s + n)) for s, n in busy]
+    free = Slots.build(
+        ALL_DAY,
+        zone,
+        taken,
+        midnight - timedelta(days=1),
+        midnight + timedelta(days=2),
+        buffer=timedelta(minutes=buffer),
+    )
+    duration = timedelta(minutes=minutes)
+    expected = _by_definition(free, day, duration)
+    assert free.on(day, duration) == expected
+    assert free.has_room(day, duration) == bool(expected)

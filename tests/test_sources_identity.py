@@ -1,7 +1,8 @@
 """Each calendar is its own: one cached copy per location, names a person recognises, regular files only.
 
-Real parts throughout: a local HTTP server, real files in real folders, a FIFO, /dev/zero, the real CLI as
-a subprocess (under a timeout and a memory limit, so a regression fails instead of hanging the suite).
+Real parts throughout: a local HTTP server, real files in real folders, a FIFO, /dev/zero, the real CLI
+(in-process; as a subprocess under a timeout and a memory limit where a regression could read forever, so
+it fails instead of hanging the suite).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 import pytest
 from builders import london_plan
-from cli_runner import run_cli, xdg_env
+from cli_runner import Result, private_home, run_in_process, xdg_env
 from icalendar import Calendar
 
 from connectors.base import ConnectorError
@@ -197,13 +198,11 @@ def test_a_304_to_a_request_without_validators_is_refused(server: Server, tmp_pa
 
 @pytest.fixture
 def home(tmp_path: Path) -> Path:
-    for sub in ("config", "data", "state"):
-        (tmp_path / sub).mkdir()
-    shutil.copy(ADA, tmp_path / "plan.yaml")
+    shutil.copy(ADA, private_home(tmp_path) / "plan.yaml")
     return tmp_path
 
 
-def as_json(proc: subprocess.CompletedProcess[str]) -> Any:
+def as_json(proc: Result) -> Any:
     return json.loads(proc.stdout)
 
 
@@ -213,7 +212,7 @@ def stamp(iso: str) -> str:
 
 def first_two_slots(home: Path) -> tuple[tuple[str, str], tuple[str, str]]:
     """Where the first two touchpoints land in a free calendar: the slots to make busy."""
-    free = as_json(run_cli(home, "agenda", "--json", "--plan", "plan.yaml", "--now", NOW))
+    free = as_json(run_in_process(home, "agenda", "--json", "--plan", "plan.yaml", "--now", NOW, check=True))
     first, second = free[0], free[1]
     return (stamp(first["start"]), stamp(first["end"])), (stamp(second["start"]), stamp(second["end"]))
 
@@ -221,7 +220,9 @@ def first_two_slots(home: Path) -> tuple[tuple[str, str], tuple[str, str]]:
 def feed_events(home: Path, *sources: str) -> list[Interval]:
     out = home / "feed.ics"
     args = [arg for source in sources for arg in ("--source", source)]
-    run_cli(home, "feed", "export", "-o", str(out), "--plan", "plan.yaml", "--now", NOW, *args)
+    run_in_process(
+        home, "feed", "export", "-o", str(out), "--plan", "plan.yaml", "--now", NOW, *args, check=True
+    )
     calendar = Calendar.from_ical(out.read_bytes())
     return [Interval(e.decoded("DTSTART"), e.decoded("DTEND")) for e in calendar.walk("VEVENT")]
 
@@ -243,9 +244,11 @@ def test_cli_two_calendars_on_one_host(server: Server, home: Path) -> None:
     sources = (url(server, "/work.ics"), url(server, "/personal.ics"))
     args = [arg for source in sources for arg in ("--source", source)]
     for _ in range(2):  # the second sync is answered 304 for both
-        run_cli(home, "sync", "--plan", "plan.yaml", "--now", NOW, *args)
+        run_in_process(home, "sync", "--plan", "plan.yaml", "--now", NOW, *args, check=True)
     assert_free_of(feed_events(home, *sources), *server.calendars.values())
-    status = as_json(run_cli(home, "status", "--json", "--plan", "plan.yaml", "--now", NOW, *args))
+    status = as_json(
+        run_in_process(home, "status", "--json", "--plan", "plan.yaml", "--now", NOW, *args, check=True)
+    )
     port = server.server_address[1]
     assert [(c["name"], c["health"]) for c in status["calendars"]] == [
         (f"127.0.0.1:{port}/work.ics", "ok"),
@@ -260,9 +263,9 @@ def test_cli_two_files_with_one_name(home: Path) -> None:
         path.parent.mkdir()
         path.write_bytes(data)
     args = ["--source", str(work), "--source", str(personal)]
-    run_cli(home, "sync", "--plan", "plan.yaml", "--now", NOW, *args)
+    run_in_process(home, "sync", "--plan", "plan.yaml", "--now", NOW, *args, check=True)
     assert_free_of(feed_events(home, str(work), str(personal)), work.read_bytes(), personal.read_bytes())
-    text = run_cli(home, "status", "--plan", "plan.yaml", "--now", NOW, *args).stdout
+    text = run_in_process(home, "status", "--plan", "plan.yaml", "--now", NOW, *args, check=True).stdout
     assert "calendar work/basic.ics: ok" in text and "calendar personal/basic.ics: ok" in text
 
 
@@ -275,15 +278,15 @@ def test_cli_a_named_calendar_is_shown_by_its_name(home: Path) -> None:
         f'sources = [{{ name = "Work", location = "{missing}" }}, '
         f'{{ name = "Holidays", location = "https://calendar.example.com/{secret}/basic.ics" }}]\n'
     )
-    failed = run_cli(home, "sync", "--config", str(config), "--now", NOW, check=False)
+    failed = run_in_process(home, "sync", "--config", str(config), "--now", NOW)
     assert failed.returncode == 1
     assert "error: Work: " in failed.stderr and "no such file" in failed.stderr
     # Neither calendar was ever read, so status exits 1 and names them.
-    shown_status = run_cli(home, "status", "--json", "--config", str(config), "--now", NOW, check=False)
+    shown_status = run_in_process(home, "status", "--json", "--config", str(config), "--now", NOW)
     assert shown_status.returncode == 1 and "calendar Work has no data yet" in shown_status.stderr
     status = as_json(shown_status)
     assert [c["name"] for c in status["calendars"]] == ["Work", "Holidays"]
-    shown = run_cli(home, "config", "--config", str(config)).stdout
+    shown = run_in_process(home, "config", "--config", str(config), check=True).stdout
     assert 'name = "Work"' in shown and 'name = "Holidays"' in shown
     assert "https://calendar.example.com/…" in shown
     assert secret not in shown + failed.stderr + failed.stdout
@@ -453,7 +456,7 @@ def usual_umask() -> Iterator[None]:
 def test_the_state_directory_is_private_when_sources_are_read(home: Path, usual_umask: None) -> None:
     work = home / "work.ics"
     work.write_bytes(WORK)
-    run_cli(home, "sync", "--plan", "plan.yaml", "--now", NOW, "--source", str(work))
+    run_in_process(home, "sync", "--plan", "plan.yaml", "--now", NOW, "--source", str(work), check=True)
     state = home / "state" / "circleback"
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     assert stat.S_IMODE((state / "sources").stat().st_mode) == 0o700

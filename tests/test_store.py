@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Column, Integer, MetaData, Table, event, insert, select, text
 from sqlalchemy.exc import StatementError
+from store_builders import rev, review, save, touchpoint
 
 from daemon.dbtypes import NaiveDatetimeError, OccurrenceRow, UTCDateTime, table_of
 from daemon.store import (
@@ -36,7 +37,7 @@ from daemon.store import (
 from schedules.cadence import parse_cadence
 from schedules.events import Interaction, InteractionKind
 from schedules.model import Connection, ConnectionKind, Owner, Plan, Review, Stage, WorkingHours
-from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus, Revision, occurrence_uid
+from schedules.occurrence import Occurrence, OccurrenceStatus, Revision, occurrence_uid
 
 NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 LONDON = ZoneInfo("Europe/London")
@@ -56,49 +57,6 @@ class Clock:
 def store(db_url: str) -> Iterator[Store]:
     with Store(db_url, clock=Clock()) as opened:
         yield opened
-
-
-def touchpoint(
-    name: str, start: datetime, *, period: str = "2025-03", title: str = "", **kw: Any
-) -> Occurrence:
-    return Occurrence(
-        key=f"touchpoint:{name.casefold()}:{period}",
-        kind=OccurrenceKind.TOUCHPOINT,
-        connection=name,
-        due=kw.pop("due", start.date()),
-        start=start,
-        end=start + timedelta(minutes=30),
-        title=title or f"Nurture: {name}",
-        description=kw.pop("description", "Send her the compiler article"),
-        **kw,
-    )
-
-
-def review(start: datetime, period: str = "2025-03") -> Occurrence:
-    return Occurrence(
-        key=f"review:{period}",
-        kind=OccurrenceKind.REVIEW,
-        connection=None,
-        due=start.date(),
-        start=start,
-        end=start + timedelta(minutes=30),
-        title="Review: relationship plan",
-        description="Relationships are the currency of leadership.",
-    )
-
-
-def rev(occ: Occurrence, sequence: int = 0, at: datetime = NOW) -> Revision:
-    return Revision(occ, sequence, at, at)
-
-
-def save(store: Store, *revisions: Revision, **kw: Any) -> Any:
-    return store.save_cycle(
-        revisions=list(revisions),
-        removed=kw.pop("removed", ()),
-        statuses=kw.pop("statuses", {}),
-        interactions=kw.pop("interactions", []),
-        **kw,
-    )
 
 
 def met(name: str, at: datetime, uid: str | None = None, source: str = "calendar", **kw: Any) -> Interaction:

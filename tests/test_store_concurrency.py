@@ -11,7 +11,7 @@ from functools import partial
 from typing import TypeVar
 
 from builders import connection, london_plan
-from test_store import NOW, rev, review, save, touchpoint
+from store_builders import NOW, rev, review, save, touchpoint
 
 from daemon.store import ConnectionSync, Store
 from schedules.model import Plan

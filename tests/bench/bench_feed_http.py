@@ -1,21 +1,36 @@
-"""Feed serving throughput: circleback (Starlette on uvicorn) against Radicale 3 and nginx, same 500 events.
+"""Feed serving throughput of `circleback run` as shipped, side by side with nginx and Radicale in one run.
 
-Run on demand:  .venv/bin/python tests/bench/bench_feed_http.py [--duration 10] [--idle-seconds 60]
+Run on demand:  .venv/bin/python tests/bench/bench_feed_http.py [--duration 10] [--rounds 3] [--access-log]
 
-Needs `wrk` and Debian's `nginx` on PATH (apt-get install -y nginx wrk) and Radicale 3 in the venv
-(.venv/bin/pip install radicale); a missing one is reported and skipped, circleback is always measured.
-Everything listens on 127.0.0.1 on free ports, lives in a temp directory and is stopped at the end.
+What is measured:
+- circleback: the installed command, `circleback run --config FILE` (this environment's console script, a
+  process of its own), with a config file and a plan written here: five weekly connections (a plan holds
+  at most five, a week is the shortest cadence) and a monthly review, published over a 52-week horizon
+  (the longest the config allows), so the feed is the largest a real plan makes. Its own first cycle
+  writes the feed; its own web server serves it at the address `circleback feed url` prints. This file
+  imports nothing of circleback's: what runs is what a person runs. The shipped configuration is printed
+  as the command itself reports it (`circleback config`) and as the running process has it loaded (the
+  uvicorn protocol and event loop libraries mapped into it): uvicorn with httptools and uvloop, the
+  access log off (the default; --access-log adds a second circleback with it on, to show its cost).
+- nginx (Debian's, one worker, access log off, sendfile): the same feed bytes as a static file; one
+  worker because circleback is one process.
+- Radicale 3 (a dev dependency): the same events as a CalDAV collection, a GET of the collection.
 
-What is measured, each with wrk (keep-alive, fixed connections), in --rounds rounds that visit every
-server in turn (so a noisy machine skews them all alike; ratios are taken within a round):
-- full body: GET of the 500-event feed;
-- 304: the same GET with If-None-Match set to the server's ETag (Radicale answers 200: no 304 run);
-- idle: RSS and CPU of the first circleback server process over --idle-seconds with no requests.
-The circleback server process is this file re-run with --serve-child: the service's FeedCache, TokenFile,
-HealthState, build_app and serve(), logging as the service does under systemd (JSON, INFO) into /dev/null.
-nginx serves the bytes as a static file with one worker by default (`--nginx-workers`): circleback is one
-process, so that is the like-for-like "practical limit". With 2+ CPUs the servers are pinned to one CPU
-and wrk to the others (--no-pin to turn that off).
+Pinning: every server is started under `taskset -c S` and wrk under `taskset -c W`, S and W two different
+CPUs of this process's affinity (S the first, W the rest), so the load generator never competes with the
+server for its core. The affinity of every server thread and of wrk is read back from /proc and printed.
+With a single CPU nothing is pinned, and the output says so.
+
+wrk (keep-alive, fixed connections) runs full GETs and conditional GETs (If-None-Match with the server's
+ETag, where it answers 304), in --rounds rounds that visit every server in turn, so a noisy machine skews
+them all alike; ratios to nginx are taken within a round. Then circleback idles for --idle-seconds: RSS
+and CPU over that window. The load average before and after is printed: on a shared machine, say so with
+the figures.
+
+Needs `wrk`, `taskset` and Debian's `nginx` on PATH (apt-get install -y wrk nginx-light util-linux) and
+Radicale in the venv (`pip install -e '.[dev]'`); a missing nginx or Radicale is reported and skipped,
+circleback is always measured. Everything listens on 127.0.0.1 on free ports, lives in a temp directory
+and is stopped at the end.
 """
 
 from __future__ import annotations
@@ -23,147 +38,104 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import logging
 import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from datetime import time as dtime
+from importlib.metadata import version
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+import httpx
 
-import httpx  # noqa: E402
-
-from schedules.cadence import parse_cadence  # noqa: E402
-from schedules.model import Owner, Plan, Review, WorkingHours  # noqa: E402
-from schedules.occurrence import Occurrence, OccurrenceKind, Revision  # noqa: E402
-
-EVENTS = 500
-ZONE = "Europe/Berlin"
-FEED_NAME = "circleback"
-REFRESH = timedelta(hours=1)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+COMMAND = Path(sys.executable).parent / "circleback"
+
+# Five connections, weekly: the most a plan holds at the shortest cadence.
+PLAN = """\
+owner: {name: Bench Person, email: bench@example.org}
+timezone: Europe/Berlin
+mindset: Relationships are the currency of leadership; I build them before I need them.
+working_hours: {days: [mon, tue, wed, thu, fri], start: "09:00", end: "17:30"}
+review: {every: month, duration: 30m, kickoff: true}
+connections:
+  - {name: Grace Hopper, email: grace@example.org, role: mentor, stage: nurture, every: week, duration: 30m,
+     next_action: Send her the compiler article she asked about and ask how the conference talk went}
+  - {name: Alan Turing, email: alan@example.org, role: peer, stage: elevate, every: week, duration: 45m,
+     next_action: Ask for a review of the hiring plan before the reorg is announced}
+  - {name: Katherine Johnson, email: katherine@example.org, role: sponsor, stage: nurture, every: week,
+     duration: 30m, next_action: Share the quarter's results and thank her for the introduction}
+  - {name: Barbara Liskov, email: barbara@example.org, role: client, stage: nurture, every: week,
+     duration: 1h, next_action: Bring the roadmap draft and listen for what is missing}
+  - {name: Women in Tech London, kind: group, target: true, stage: find, every: week, duration: 1h,
+     next_action: Attend the next meetup and meet two organisers}
+"""
 
 
-# ------------------------------------------------------------------------------------------ the feed
+@dataclass(frozen=True)
+class Pin:
+    """Which CPU the servers get and which ones wrk gets; empty when nothing is pinned."""
+
+    server_cpus: tuple[int, ...] = ()
+    wrk_cpus: tuple[int, ...] = ()
+
+    @classmethod
+    def choose(cls, disabled: bool) -> Pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if disabled or len(cpus) < 2:
+            return cls()
+        if shutil.which("taskset") is None:
+            raise SystemExit("taskset is not installed (apt-get install -y util-linux), or pass --no-pin")
+        return cls((cpus[0],), tuple(cpus[1:]))
+
+    def server(self, command: list[str]) -> list[str]:
+        return self._under(self.server_cpus, command)
+
+    def wrk(self, command: list[str]) -> list[str]:
+        return self._under(self.wrk_cpus, command)
+
+    @staticmethod
+    def _under(cpus: tuple[int, ...], command: list[str]) -> list[str]:
+        return ["taskset", "-c", ",".join(map(str, cpus)), *command] if cpus else command
+
+    def describe(self) -> str:
+        if not self.server_cpus:
+            return "not pinned (one CPU, or --no-pin): servers and wrk share the CPUs"
+        return f"servers pinned to CPU {cpus_text(self.server_cpus)}, wrk to CPU {cpus_text(self.wrk_cpus)}"
 
 
-def bench_plan() -> Plan:
-    return Plan(
-        owner=Owner("Bench Person", "bench@example.org"),
-        timezone=ZONE,
-        mindset="Relationships are the currency of leadership.",
-        working_hours=WorkingHours(frozenset(range(5)), dtime(9), dtime(17)),
-        review=Review(every=parse_cadence("month"), duration=timedelta(minutes=30)),
-    )
+def cpus_text(cpus: Sequence[int]) -> str:
+    return ",".join(map(str, cpus))
 
 
-def bench_revisions(count: int = EVENTS) -> list[Revision]:
-    """`count` published occurrences over a year of working days, deterministic so every process
-    renders the same bytes."""
-    stamp = datetime(2025, 1, 2, 8, 0, tzinfo=UTC)
-    day0 = date(2025, 1, 6)
-    out: list[Revision] = []
-    for i in range(count):
-        day = day0 + timedelta(days=(i // 4) * 7 // 5 + (i // 4))
-        while day.weekday() >= 5:
-            day += timedelta(days=1)
-        start = datetime.combine(day, dtime(8 + (i % 4) * 2), tzinfo=UTC)
-        review = i % 10 == 9
-        name = f"Person {i % 40:02d}"
-        occ = Occurrence(
-            key=f"review:bench-{i}" if review else f"touchpoint:{name.casefold()}:bench-{i}",
-            kind=OccurrenceKind.REVIEW if review else OccurrenceKind.TOUCHPOINT,
-            connection=None if review else name,
-            due=day,
-            start=start,
-            end=start + timedelta(minutes=30 if review else 45),
-            title="Review your focus plan" if review else f"Touchpoint: {name} (nurture)",
-            description=(
-                "Relationships are the currency of leadership.\nHow did the last month go?"
-                if review
-                else f"Next wise action: share the article on hiring with {name}.\n"
-                "Last time: they mentioned the reorg and a conference talk in May."
-            ),
-        )
-        out.append(Revision(occ, i % 3, stamp, stamp + timedelta(hours=i % 50)))
-    return out
+def allowed_cpus(pid: int) -> set[str]:
+    """The CPU lists of every thread of `pid` (Cpus_allowed_list), as the kernel has them."""
+    lists: set[str] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            status = (task / "status").read_text()
+            lists.add(re.search(r"Cpus_allowed_list:\s*(\S+)", status).group(1))  # type: ignore[union-attr]
+    return lists
 
 
-def render_bench_feed() -> bytes:
-    from connectors.ics_feed import render_feed
-
-    return render_feed(bench_revisions(), plan=bench_plan(), name=FEED_NAME, refresh=REFRESH)
-
-
-# -------------------------------------------------------------------------- circleback server (child)
-
-
-def serve_child(args: argparse.Namespace) -> int:
-    """The circleback HTTP side as the service runs it: cache filled once, uvicorn in a thread, main
-    thread waiting for SIGTERM."""
-    from daemon.feed_cache import FeedCache
-    from daemon.secret_token import load_or_create_token
-    from daemon.web import HealthState, TokenFile, build_app, serve, start_in_thread
-
-    # Log as the service does under systemd (JSON at INFO), into /dev/null: the formatting and the write
-    # are part of the cost of a request. "quiet" raises the access logger to WARNING to show that cost.
-    sink = open(os.devnull, "w")  # noqa: SIM115
-    try:
-        from daemon.logs import setup_logging
-    except ImportError:  # TODO(lead): daemon.logs not there yet when this was written
-        logging.basicConfig(level=logging.INFO, stream=sink)
-    else:
-        setup_logging("json", "info", stream=sink)
-    if args.access_log == "quiet":
-        logging.getLogger("circleback.access").setLevel(logging.WARNING)
-
-    token_file = Path(args.token_file)
-    load_or_create_token(token_file)
-    cache = FeedCache(refresh=REFRESH)
-    data = render_bench_feed()
-    cache.update(data, datetime.now(UTC))
-    health = HealthState(max_age=timedelta(minutes=5), readiness=lambda: (True, {}))
-    health.beat(datetime.now(UTC))
-    app = build_app(cache=cache, token=TokenFile(token_file), health=health)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    running = start_in_thread(serve(app, "127.0.0.1", 0, http=args.http, loop=args.loop))
-    snap = cache.snapshot()
-    assert snap is not None
-    Path(args.feed_out).write_bytes(data)
-    server = running.server
-    print(
-        json.dumps(
-            {
-                "port": running.port,
-                "etag": snap.etag,
-                "bytes": len(data),
-                "protocol": getattr(server.config.http_protocol_class, "__name__", "?"),
-            }
-        ),
-        flush=True,
-    )
-    while not stop.wait(0.5):
-        health.beat(datetime.now(UTC))
-    running.stop()
-    return 0
+def tree_pids(pid: int) -> list[int]:
+    """`pid` and its descendants (nginx master and workers; taskset has exec'd into the server)."""
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                pids += tree_pids(int(child))
+    return pids
 
 
-# ------------------------------------------------------------------------------------------- helpers
+def affinity_of(pid: int) -> str:
+    return " ".join(sorted({cpus for p in tree_pids(pid) for cpus in allowed_cpus(p)}))
 
 
 def free_port() -> int:
@@ -207,12 +179,10 @@ def sample(pid: int) -> ProcSample:
 
 
 def tree_rss_kib(pid: int) -> int:
-    """RSS of a process and its children (nginx master + workers)."""
-    total = sample(pid).rss_kib
-    with contextlib.suppress(OSError):
-        for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-            with contextlib.suppress(OSError):
-                total += sample(int(c)).rss_kib
+    total = 0
+    for p in tree_pids(pid):
+        with contextlib.suppress(OSError):
+            total += sample(p).rss_kib
     return total
 
 
@@ -221,30 +191,30 @@ class WrkResult:
     rps: float
     non_ok: int
     errors: str
-    latency_p50: str
     latency_p99: str
+    affinity: str
 
 
-def run_wrk(
-    url: str, args: argparse.Namespace, headers: Sequence[str] = (), *, wrk_cpus: set[int] | None = None
-) -> WrkResult:
+def run_wrk(url: str, args: argparse.Namespace, pin: Pin, headers: Sequence[str] = ()) -> WrkResult:
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
     for h in headers:
         cmd += ["-H", h]
-    out = subprocess.run(
-        [*cmd, url], capture_output=True, text=True, timeout=args.duration + 60, check=True
-    ).stdout
+    proc = subprocess.Popen(pin.wrk([*cmd, url]), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(min(1.0, args.duration / 4))
+    affinity = affinity_of(proc.pid)  # read while it runs: the CPUs wrk was really allowed
+    out, err = proc.communicate(timeout=args.duration + 60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk exited {proc.returncode}: {err.strip()}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     non_ok = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:.*", out)
-    p50 = re.search(r"\s50%\s+(\S+)", out)
     p99 = re.search(r"\s99%\s+(\S+)", out)
     return WrkResult(
         rps,
         int(non_ok.group(1)) if non_ok else 0,
         errors.group(0) if errors else "",
-        p50.group(1) if p50 else "?",
         p99.group(1) if p99 else "?",
+        affinity,
     )
 
 
@@ -264,11 +234,100 @@ def check_server(name: str, url: str, body: bytes | None) -> str | None:
     return etag if cond == 304 else None
 
 
+# -------------------------------------------------------------------------------- circleback, as shipped
+
+
+@dataclass
+class Circleback:
+    name: str
+    proc: subprocess.Popen[bytes]
+    url: str
+    config: Path
+    env: dict[str, str]
+
+
+def circleback_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
+    """A private XDG home, no CIRCLEBACK_ setting from the caller's environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIRCLEBACK_")}
+    for sub in ("config", "data", "state"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    env.update(
+        XDG_CONFIG_HOME=str(home / "config"),
+        XDG_DATA_HOME=str(home / "data"),
+        XDG_STATE_HOME=str(home / "state"),
+    )
+    return env | extra
+
+
+def start_circleback(tmp: Path, name: str, horizon: str, pin: Pin, extra: dict[str, str]) -> Circleback:
+    """`circleback run --config FILE` in a home of its own; returns once /readyz says the feed is served."""
+    home = tmp / name.replace(" ", "-")
+    env = circleback_env(home, extra)
+    (home / "plan.yaml").write_text(PLAN, encoding="utf-8")
+    port = free_port()
+    config = home / "config.toml"
+    config.write_text(
+        f'plan = "{home / "plan.yaml"}"\nhorizon = "{horizon}"\n[http]\nport = {port}\n', encoding="utf-8"
+    )
+    log = open(home / "service.log", "wb")  # noqa: SIM115 - open for the life of the process
+    proc = subprocess.Popen(
+        pin.server([str(COMMAND), "run", "--config", str(config)]),
+        env=env,
+        cwd=home,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"{name}: circleback run exited {proc.returncode}: {(home / 'service.log').read_text()}"
+            )
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                break
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name}: not ready after 120 s: {(home / 'service.log').read_text()}")
+        time.sleep(0.2)
+    url = subprocess.run(
+        [str(COMMAND), "feed", "url", "--config", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()[0]
+    return Circleback(name, proc, url, config, env)
+
+
+def shipped_configuration(cb: Circleback) -> list[str]:
+    """What the command says it runs with (`circleback config`), and what the running process has loaded."""
+    shown = subprocess.run(
+        [str(COMMAND), "config", "--config", str(cb.config)],
+        env=cb.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    wanted = ("http.access_log", "http.host", "horizon", "log_format", "log_level")
+    lines = [f"  config: {' '.join(line.split())}" for line in shown.splitlines() if line.startswith(wanted)]
+    maps = Path(f"/proc/{cb.proc.pid}/maps").read_text()
+    loaded = [lib for lib in ("httptools", "uvloop") if re.search(rf"/site-packages/{lib}/\S*\.so", maps)]
+    lines.append(
+        f"  process: uvicorn {version('uvicorn')}; loaded: "
+        + (
+            ", ".join(f"{lib} {version(lib)}" for lib in loaded)
+            or "neither httptools nor uvloop (pure Python)"
+        )
+    )
+    return lines
+
+
 # ------------------------------------------------------------------------------------------- servers
 
 
 def start_nginx(
-    tmp: Path, feed: bytes, url_path: str, workers: str, cpus: set[int] | None
+    tmp: Path, feed: bytes, url_path: str, workers: str, pin: Pin
 ) -> tuple[subprocess.Popen[bytes], int]:
     prefix = tmp / "nginx"
     www = prefix / "www"
@@ -309,11 +368,10 @@ http {{
 """
     )
     proc = subprocess.Popen(
-        ["nginx", "-p", str(prefix), "-c", str(conf)],
+        pin.server(["nginx", "-p", str(prefix), "-c", str(conf)]),
         stdout=subprocess.DEVNULL,
         stderr=open(prefix / "logs" / "stderr.log", "wb"),  # noqa: SIM115
         start_new_session=True,
-        preexec_fn=pin(cpus),
     )
     wait_for_port(port, proc)
     return proc, port
@@ -338,7 +396,7 @@ def radicale_items(feed: bytes) -> dict[str, bytes]:
     return items
 
 
-def start_radicale(tmp: Path, feed: bytes, cpus: set[int] | None) -> tuple[subprocess.Popen[bytes], int, str]:
+def start_radicale(tmp: Path, feed: bytes, pin: Pin) -> tuple[subprocess.Popen[bytes], int, str]:
     base = tmp / "radicale"
     collection = base / "collections" / "collection-root" / "bench" / "calendar"
     collection.mkdir(parents=True)
@@ -363,11 +421,10 @@ level = warning
 """
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "radicale", "--config", str(conf)],
+        pin.server([sys.executable, "-m", "radicale", "--config", str(conf)]),
         stdout=subprocess.DEVNULL,
         stderr=open(base / "radicale.log", "wb"),  # noqa: SIM115
         start_new_session=True,
-        preexec_fn=pin(cpus),
     )
     wait_for_port(port, proc, timeout=60)
     return proc, port, "/bench/calendar/"
@@ -388,47 +445,12 @@ class Target:
     rss_after_kib: int = 0
 
 
-def start_circleback(
-    tmp: Path, variant: str, cpus: set[int] | None
-) -> tuple[subprocess.Popen[bytes], dict[str, object], Path]:
-    http, loop, *rest = variant.split("+")
-    feed_out = tmp / f"feed-{variant}.ics"
-    token_file = tmp / "state" / "feed-token"
-    cmd = [sys.executable, __file__, "--serve-child", "--token-file", str(token_file)]
-    cmd += ["--feed-out", str(feed_out), "--http", http, "--loop", loop]
-    cmd += ["--access-log", "quiet" if "quiet" in rest else "info"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, start_new_session=True, preexec_fn=pin(cpus))
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        stop_process(proc)
-        raise RuntimeError("circleback server child did not start")
-    info: dict[str, object] = json.loads(line)
-    info["feed"] = feed_out
-    return proc, info, token_file
-
-
-def pin(cpus: set[int] | None) -> Callable[[], None] | None:
-    if cpus is None:
-        return None
-    return lambda: os.sched_setaffinity(0, cpus)
-
-
-def available_variants() -> list[str]:
-    """uvicorn's pure-Python stack, and the C one (httptools + uvloop) with and without the access log."""
-    variants = ["h11+asyncio"]
-    try:
-        import httptools  # noqa: F401
-        import uvloop  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        variants += ["httptools+uvloop", "httptools+uvloop+quiet"]
-    return variants
-
-
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -439,100 +461,99 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     p.add_argument("--threads", type=int, default=1, help="wrk threads (default 1)")
     p.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
-    p.add_argument("--idle-seconds", type=int, default=60, help="idle RSS/CPU window (default 60)")
+    p.add_argument(
+        "--idle-seconds", type=int, default=30, help="circleback's idle RSS/CPU window (default 30)"
+    )
+    p.add_argument(
+        "--horizon", default="52 weeks", help="circleback's horizon (default 52 weeks, the longest)"
+    )
     p.add_argument(
         "--nginx-workers", default="1", help="nginx worker_processes (default 1; 'auto' = per core)"
     )
-    p.add_argument(
-        "--variants", default="", help="uvicorn http+loop pairs, e.g. 'h11+asyncio,httptools+uvloop'"
-    )
+    p.add_argument("--access-log", action="store_true", help="also run a circleback with http.access_log on")
     p.add_argument("--no-pin", action="store_true", help="do not pin servers and wrk to separate CPUs")
     p.add_argument("--skip-radicale", action="store_true")
     p.add_argument("--skip-nginx", action="store_true")
-    # internal: the circleback server process
-    p.add_argument("--serve-child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--token-file", help=argparse.SUPPRESS)
-    p.add_argument("--feed-out", help=argparse.SUPPRESS)
-    p.add_argument("--http", default="auto", help=argparse.SUPPRESS)
-    p.add_argument("--loop", default="auto", help=argparse.SUPPRESS)
-    p.add_argument("--access-log", default="info", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.serve_child:
-        return serve_child(args)
 
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
         return 2
-    variants = args.variants.split(",") if args.variants else available_variants()
-    # Servers share CPU 0 (one at a time is under load) and wrk gets the rest, so the load generator
-    # never steals the server's core and every server is measured on one core, like circleback's one process.
-    ncpu = len(os.sched_getaffinity(0))
-    server_cpus = {min(os.sched_getaffinity(0))} if ncpu >= 2 and not args.no_pin else None
-    wrk_cpus = set(os.sched_getaffinity(0)) - server_cpus if server_cpus else None
-    print(
-        f"circleback feed HTTP benchmark: {EVENTS} events; wrk -t{args.threads} -c{args.connections} "
-        f"-d{args.duration}s x {args.rounds} rounds; {ncpu} CPUs"
-        + (
-            f", servers pinned to CPU {sorted(server_cpus)}, wrk to {sorted(wrk_cpus or [])}"
-            if server_cpus
-            else ""
+    if not COMMAND.is_file():
+        print(
+            f"{COMMAND} is missing: install circleback into this environment (pip install -e .)",
+            file=sys.stderr,
         )
+        return 2
+    pin = Pin.choose(args.no_pin)
+    print(
+        f"feed HTTP benchmark: wrk -t{args.threads} -c{args.connections} -d{args.duration}s "
+        f"x {args.rounds} rounds; {len(os.sched_getaffinity(0))} CPUs, {pin.describe()}; "
+        f"load average before: {load_average()}"
     )
     targets: list[Target] = []
+    circlebacks: list[Circleback] = []
     idle = ""
     with tempfile.TemporaryDirectory(prefix="cb-bench-") as tmpdir, contextlib.ExitStack() as stack:
         tmp = Path(tmpdir)
+        variants: list[tuple[str, dict[str, str]]] = [("circleback", {})]
+        if args.access_log:
+            variants.append(("circleback access-log", {"CIRCLEBACK_HTTP_ACCESS_LOG": "true"}))
         feed = b""
-        for variant in variants:
-            proc, info, token_file = start_circleback(tmp, variant, server_cpus)
-            stack.callback(stop_process, proc)
-            name = f"circleback {variant.replace('+quiet', ' no-access-log')}"
-            feed = Path(str(info["feed"])).read_bytes()
-            token = token_file.read_text().strip()
-            url = f"http://127.0.0.1:{info['port']}/feed/{token}.ics"
-            print(f"{name}: pid {proc.pid}, feed {info['bytes']} bytes, protocol {info['protocol']}")
-            targets.append(Target(name, url, check_server(name, url, None), proc))
+        for name, extra in variants:
+            cb = start_circleback(tmp, name, args.horizon, pin, extra)
+            stack.callback(stop_process, cb.proc)
+            circlebacks.append(cb)
+            feed = httpx.get(cb.url, timeout=30).content
+            events = feed.count(b"BEGIN:VEVENT")
+            print(f"{name}: `{COMMAND} run`, pid {cb.proc.pid}, feed {len(feed)} bytes, {events} events")
+            for line in shipped_configuration(cb):
+                print(line)
+            targets.append(Target(name, cb.url, check_server(name, cb.url, None), cb.proc))
 
         if not args.skip_nginx and shutil.which("nginx"):
-            proc, port = start_nginx(tmp, feed, "/feed/static.ics", args.nginx_workers, server_cpus)
+            proc, port = start_nginx(tmp, feed, "/feed/static.ics", args.nginx_workers, pin)
             stack.callback(stop_process, proc)
             url = f"http://127.0.0.1:{port}/feed/static.ics"
             name = f"nginx {nginx_version()} ({args.nginx_workers} worker)"
             targets.append(Target(name, url, check_server("nginx", url, feed), proc))
         elif not args.skip_nginx:
-            print("nginx not installed (apt-get install -y nginx): skipped")
+            print("nginx not installed (apt-get install -y nginx-light): skipped")
 
         if not args.skip_radicale:
             try:
                 import radicale
             except ImportError:
-                print("Radicale not installed (.venv/bin/pip install radicale): skipped")
+                print("Radicale not installed (pip install -e '.[dev]'): skipped")
             else:
-                proc, port, path = start_radicale(tmp, feed, server_cpus)
+                proc, port, path = start_radicale(tmp, feed, pin)
                 stack.callback(stop_process, proc)
                 url = f"http://127.0.0.1:{port}{path}"
                 name = f"radicale {radicale.VERSION}"
                 targets.append(Target(name, url, check_server("radicale", url, None), proc))
 
+        print("CPUs each server may run on (every thread, read from /proc):")
         for t in targets:
+            print(f"  {t.name}: {affinity_of(t.proc.pid)}")
             t.rss_before_kib = tree_rss_kib(t.proc.pid)
         for r in range(1, args.rounds + 1):
             for t in targets:
                 print(f"round {r}/{args.rounds}: {t.name} ...", flush=True)
-                t.full.append(run_wrk(t.url, args, wrk_cpus=wrk_cpus))
+                t.full.append(run_wrk(t.url, args, pin))
                 if t.etag:
-                    t.cond.append(run_wrk(t.url, args, [f"If-None-Match: {t.etag}"], wrk_cpus=wrk_cpus))
+                    t.cond.append(run_wrk(t.url, args, pin, [f"If-None-Match: {t.etag}"]))
+        print(f"wrk ran on CPU {' '.join(sorted({w.affinity for t in targets for w in t.full + t.cond}))}")
         for t in targets:
             t.rss_after_kib = tree_rss_kib(t.proc.pid)
 
-        circleback = [t for t in targets if t.name.startswith("circleback")]
         for t in targets:
-            if t not in circleback:
+            if t.name not in {cb.name for cb in circlebacks}:
                 stop_process(t.proc)  # nothing else running while circleback idles
         if args.idle_seconds > 0:
-            idle = measure_idle(circleback, args.idle_seconds)
+            idle = measure_idle([t for t in targets if t.proc.poll() is None], args.idle_seconds)
 
     print_table(targets, idle)
+    print(f"\nload average after: {load_average()} (1, 5, 15 min; a shared machine shows here)")
     return 0
 
 
@@ -543,7 +564,7 @@ def nginx_version() -> str:
 
 
 def measure_idle(targets: list[Target], seconds: int) -> str:
-    """RSS and CPU of every circleback server process over the same idle window."""
+    """RSS and CPU of every circleback process over the same idle window."""
     print(f"idle for {seconds}s ...", flush=True)
     time.sleep(2)  # let the keep-alive connections from wrk time out
     before = {t.name: sample(t.proc.pid) for t in targets}
@@ -555,7 +576,7 @@ def measure_idle(targets: list[Target], seconds: int) -> str:
     for t in targets:
         cpu_s = (after[t.name].cpu_ticks - before[t.name].cpu_ticks) / CLK_TCK
         lines.append(
-            f"{t.name:44} RSS {after[t.name].rss_kib / 1024:.1f} MiB; CPU {cpu_s:.2f} s over {elapsed:.0f} s "
+            f"{t.name:32} RSS {after[t.name].rss_kib / 1024:.1f} MiB; CPU {cpu_s:.2f} s over {elapsed:.0f} s "
             f"= {100 * cpu_s / elapsed:.2f}% of one core"
         )
     return "\n".join(lines)
@@ -572,7 +593,7 @@ def fmt(results: list[WrkResult]) -> str:
     spread = f"[{min(r.rps for r in results):.0f}-{max(r.rps for r in results):.0f}]"
     bad = sum(r.non_ok for r in results)
     errs = " ".join(sorted({r.errors for r in results if r.errors}))
-    p99 = results[len(results) // 2].latency_p99
+    p99 = sorted(results, key=lambda r: r.rps)[len(results) // 2].latency_p99
     return (
         f"{rps:8.0f} {spread:>15} p99 {p99:>8}"
         + (f" {bad} non-2xx/3xx" if bad else "")
@@ -583,10 +604,10 @@ def fmt(results: list[WrkResult]) -> str:
 def print_table(targets: list[Target], idle: str) -> None:
     print("\n== requests/s, median of rounds [min-max] ==")
     for t in targets:
-        print(f"{t.name:44} full {fmt(t.full)}")
-        print(f"{'':44} 304  {fmt(t.cond)}")
+        print(f"{t.name:32} full {fmt(t.full)}")
+        print(f"{'':32} 304  {fmt(t.cond)}")
         print(
-            f"{'':44} RSS {t.rss_before_kib / 1024:.1f} MiB before load, "
+            f"{'':32} RSS {t.rss_before_kib / 1024:.1f} MiB before load, "
             f"{t.rss_after_kib / 1024:.1f} MiB after"
         )
     nginx = next((t for t in targets if t.name.startswith("nginx")), None)
@@ -598,7 +619,7 @@ def print_table(targets: list[Target], idle: str) -> None:
             full = median([a.rps / b.rps for a, b in zip(t.full, nginx.full, strict=False)])
             cond = median([a.rps / b.rps for a, b in zip(t.cond, nginx.cond, strict=False)])
             cond_text = pct(cond) if t.cond and nginx.cond else "  n/a (no 304 support)"
-            print(f"{t.name:44} full {pct(full)}   304 {cond_text}")
+            print(f"{t.name:32} full {pct(full)}   304 {cond_text}")
     if idle:
         print("\n== idle ==")
         print(idle)

@@ -37,7 +37,7 @@ from schedules.events import Interval, Observation  # noqa: E402
 from schedules.model import Plan  # noqa: E402
 from schedules.occurrence import Occurrence, Revision, revise  # noqa: E402
 from schedules.plan import parse_plan  # noqa: E402
-from schedules.planner import plan_occurrences  # noqa: E402
+from schedules.planner import plan_placement  # noqa: E402
 
 PLAN = """
 owner: {name: Bench Owner, email: OWNER}
@@ -100,14 +100,16 @@ class Owner:
 
     def plan_now(self) -> None:
         """What the core would desire: past occurrences stay as they were, the future is re-planned."""
-        planned = plan_occurrences(
-            self.plan,
-            interactions=(),
-            reviews_done=(),
-            busy=(),
-            now=self.now,
-            horizon=HORIZON,
-            previous=self.desired,
+        planned = list(
+            plan_placement(
+                self.plan,
+                interactions=(),
+                reviews_done=(),
+                busy=(),
+                now=self.now,
+                horizon=HORIZON,
+                previous=self.desired,
+            ).occurrences
         )
         for occ in planned:
             if occ.key not in self.desired or self.desired[occ.key].start >= self.now:

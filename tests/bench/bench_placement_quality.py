@@ -196,16 +196,20 @@ def play(package: Any, plan: Any, calendar: Calendar) -> Quarter:
                 else:
                     interactions.append(events.Interaction(occ.connection, occ.start))
         previous = {k: o for k, o in previous.items() if o.start > now}
-        got = planner.plan_occurrences(
-            plan,
-            interactions=interactions,
-            reviews_done=reviews_done,
-            busy=busy,
-            now=now,
-            horizon=HORIZON,
-            previous=previous,
-            first_due=first_due,
-        )
+        inputs = {
+            "interactions": interactions,
+            "reviews_done": reviews_done,
+            "busy": busy,
+            "now": now,
+            "horizon": HORIZON,
+            "previous": previous,
+            "first_due": first_due,
+        }
+        # Today's planner returns what it placed and what it could not; the old one only what it placed.
+        if hasattr(planner, "plan_placement"):
+            got = list(planner.plan_placement(plan, **inputs).occurrences)
+        else:
+            got = planner.plan_occurrences(plan, **inputs)
         for occ in got:
             chain = planner.REVIEWS if occ.connection is None else occ.connection.casefold()
             first_due.setdefault(chain, occ.due)

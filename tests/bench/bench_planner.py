@@ -18,7 +18,7 @@ from icalendar import Calendar, Event
 from connectors.ics_parse import parse_calendar
 from schedules.events import Interval
 from schedules.plan import parse_plan
-from schedules.planner import plan_occurrences
+from schedules.planner import plan_placement
 
 ADA = Path(__file__).resolve().parents[1] / "fixtures" / "plans" / "ada.yaml"
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -73,13 +73,15 @@ def main() -> None:
             # Each plan sees a slightly different 'now' so no run can reuse another's work.
             now = NOW + timedelta(minutes=i % 60)
             placed += len(
-                plan_occurrences(
-                    plan,
-                    interactions=(),
-                    reviews_done=(),
-                    busy=busy,
-                    now=now,
-                    horizon=YEAR,
+                list(
+                    plan_placement(
+                        plan,
+                        interactions=(),
+                        reviews_done=(),
+                        busy=busy,
+                        now=now,
+                        horizon=YEAR,
+                    ).occurrences
                 )
             )
         elapsed = time.perf_counter() - t0
