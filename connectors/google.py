@@ -109,10 +109,7 @@ def load_credentials(options: GoogleOptions, calendar: str = "google") -> BaseCr
     """Credentials from the service account (with `subject`) or the authorized-user token file."""
     try:
         if options.service_account_file is not None:
-            account = _service_account(options.service_account_file)
-            if options.subject:
-                account = account.with_subject(options.subject)  # type: ignore[no-untyped-call]
-            return cast(BaseCredentials, account.with_token_uri(options.token_uri))
+            return _service_account(options.service_account_file, options.subject, options.token_uri)
         path = options.token_path
         creds = user_credentials.Credentials.from_authorized_user_file(  # type: ignore[no-untyped-call]
             str(path), SCOPES
@@ -130,16 +127,26 @@ def load_credentials(options: GoogleOptions, calendar: str = "google") -> BaseCr
         ) from None
 
 
-def _service_account(path: Path) -> service_account.Credentials:
-    """The service account of a key file, its private key parsed once per version of the file.
+def _service_account(path: Path, subject: str | None, token_uri: str) -> BaseCredentials:
+    """The service account of a key file acting as `subject`: one object per version of the file and
+    subject, kept for the life of the process, so its access token (an hour) serves every cycle of that
+    person instead of a token request and an RSA signature per cycle, and the key (~60 ms of CPU to
+    parse) is parsed once. Keyed by the file's identity, size and mtime: a rotated key is read again.
 
-    Parsing an RSA key costs ~60 ms of CPU; organisation mode builds every person's calendar from the
-    same file each cycle. Keyed by the file's identity, size and mtime, so a rotated key is read again.
-    The cached object is never used to send a request: callers take copies (`with_subject`,
-    `with_token_uri`), which share only the key.
-    """
+    A person's cycles never run two at once (the queue's lock), so one object is not refreshed by two
+    threads together; a token Google stops honouring answers 401, and the client refreshes then."""
     stat = path.stat()
-    return _parsed_service_account(str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    return _acting_as(str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns, subject or "", token_uri)
+
+
+@functools.lru_cache(maxsize=16384)  # an organisation's people; a few kB each
+def _acting_as(
+    path: str, inode: int, size: int, mtime_ns: int, subject: str, token_uri: str
+) -> BaseCredentials:
+    account = _parsed_service_account(path, inode, size, mtime_ns)
+    if subject:
+        account = account.with_subject(subject)  # type: ignore[no-untyped-call]
+    return cast(BaseCredentials, account.with_token_uri(token_uri))
 
 
 @functools.lru_cache(maxsize=8)

@@ -7,12 +7,14 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fake_google import FakeGoogle
 from google.oauth2 import service_account
-from google_helpers import NOW, ZONE, occurrences
+from google_helpers import NOW, WINDOW, ZONE, occurrences
 
+from connectors.base import ConnectorError
 from connectors.google import load_credentials, make_google_calendar
 from connectors.google_options import GoogleOptions, google_options
 from schedules.occurrence import revise
@@ -95,3 +97,34 @@ def test_a_rotated_key_file_is_read_again(tmp_path: Path, fake_google: FakeGoogl
     )
     # Only the new account may act for anyone on the fake: the old key would be refused.
     assert len(calendar.apply(revise({}, occurrences(1), NOW)).created) == 1
+
+
+def test_a_persons_access_token_serves_their_next_cycles(tmp_path: Path, fake_google: FakeGoogle) -> None:
+    fake_google.add_user(PEOPLE[0], time_zone=ZONE)
+    fake_google.add_service_account("circleback@project.iam.gserviceaccount.com")
+    account = tmp_path / "account.json"
+    write_account(account, "circleback@project.iam.gserviceaccount.com", "k1")
+    state: dict[str, str] = {}
+    for _cycle in range(3):  # each cycle builds its calendar anew, as organisation mode does
+        calendar = make_google_calendar(
+            options(fake_google, account, PEOPLE[0]),
+            name="work",
+            plan_timezone=ZONE,
+            owner_emails=[PEOPLE[0]],
+            owner=PEOPLE[0],
+        )
+        state = dict(calendar.read(WINDOW, state).state or {})
+    assert [c.status for c in fake_google.log if c.kind == "token"] == [200], "one token for three cycles"
+    assert len([c for c in fake_google.log if c.kind == "api"]) == 3
+
+    # Delegation withdrawn: the token stops working, and the next cycle says why instead of reading.
+    fake_google.revoke_delegation(PEOPLE[0])
+    calendar = make_google_calendar(
+        options(fake_google, account, PEOPLE[0]),
+        name="work",
+        plan_timezone=ZONE,
+        owner_emails=[PEOPLE[0]],
+        owner=PEOPLE[0],
+    )
+    with pytest.raises(ConnectorError, match="unauthorized_client"):
+        calendar.read(WINDOW, state)

@@ -184,9 +184,13 @@ class FakeGoogle:
 
     def revoke_delegation(self, subject: str) -> None:
         """The Workspace admin no longer lets service accounts act as `subject`: their token requests
-        answer `unauthorized_client` (as Google does when domain-wide delegation is withdrawn)."""
+        answer `unauthorized_client` (as Google does when domain-wide delegation is withdrawn), and the
+        access tokens issued to them stop working (401, so a client asks for a new one)."""
         with self._lock:
             self._undelegated.add(subject.lower())
+            for access, (owner, _) in list(self._access.items()):
+                if owner == subject.lower():
+                    del self._access[access]
 
     def restore_delegation(self, subject: str) -> None:
         with self._lock:
