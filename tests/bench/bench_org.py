@@ -14,9 +14,10 @@ What it does, in a fresh schema:
   interleaved, alternating which goes first, so the machine's other load falls on both alike.
 
 Each round starts real worker processes (tests/org_worker.py: the code `circleback run --org` runs, with a
-daily period so no tick of their own fires), waits until they are registered, runs the real tick (the
-same function the periodic task runs: retry stalled jobs, one `defer` per person with its locks), and
-waits until every cycle job of that tick has succeeded. Figures per round:
+daily period so no tick of their own fires), waits until they are registered, runs one warm-up period
+(workers run for weeks: they have met everyone before, their compiled statements and each person's
+access token are there), then the measured one: the real tick (the function the periodic task runs:
+retry stalled jobs, defer everyone's job with its locks) and every cycle job of it. Figures per round:
 - cycles per minute: jobs / (last job's end - tick's start), from procrastinate's own event times;
 - the tick: how long deferring everyone's job took;
 - database connections: the peak number each worker held (pg_stat_activity, by application_name);
@@ -238,12 +239,27 @@ class Bench:
         self.period += 1
         return self.period, self._tick(self.period)
 
+    def _wait(self, period: int) -> int:
+        """Until every cycle job of `period` has succeeded; how many there are."""
+        while True:
+            (done, failed), *_ = self._sql(
+                "SELECT count(*) FILTER (WHERE status = 'succeeded'), "
+                "count(*) FILTER (WHERE status IN ('failed', 'aborted')) "
+                "FROM procrastinate_jobs WHERE task_name = %s AND (args->>'period')::bigint = %s",
+                CYCLE_TASK,
+                period,
+            )
+            if failed:
+                raise SystemExit(f"{failed} cycle job(s) failed; see {self.home}/cbbench-w*.log")
+            if done == len(self.emails):
+                return int(done)
+            time.sleep(0.2)
+
     def run(self, workers: int, deferred: int | None = None) -> Round:
-        """One round: `workers` processes run the cycle jobs of a new tick, or of the tick `deferred`
-        already ran (then the round is timed from its first job's start)."""
-        if deferred is None:
-            self.period += 1
-        period = self.period if deferred is None else deferred
+        """One round: `workers` processes run a warm-up period, then the measured one (a new tick's
+        jobs); or, with `deferred`, the jobs of a tick already run (first cycles: no warm-up, timed from
+        the first job's start)."""
+        period = deferred or 0
         result = Round(workers)
         names = [f"cbbench-w{n}" for n in range(workers)]
         procs = [
@@ -267,6 +283,15 @@ class Bench:
                 if time.monotonic() > deadline:
                     raise SystemExit(f"workers did not start; see {self.home}/cbbench-w*.log")
                 time.sleep(0.1)
+            if deferred is None:
+                # A period to warm up first: workers run for weeks, so they have met everyone before
+                # (their engine's compiled statements, each person's access token). The figures are of
+                # the period after it.
+                self.period += 1
+                self._tick(self.period)
+                self._wait(self.period)
+                self.period += 1
+                period = self.period
             requests_before = self._fake_requests()
             cpu_before = [cpu_seconds(p.pid) for p in procs]
             queued_before = sum(runqueue_wait(p.pid) for p in procs)
@@ -281,19 +306,7 @@ class Bench:
             )
             sampler.start()
             result.tick_seconds = self._tick(period) if deferred is None else 0.0
-            while True:
-                (done, failed), *_ = self._sql(
-                    "SELECT count(*) FILTER (WHERE status = 'succeeded'), "
-                    "count(*) FILTER (WHERE status IN ('failed', 'aborted')) "
-                    "FROM procrastinate_jobs WHERE task_name = %s AND (args->>'period')::bigint = %s",
-                    CYCLE_TASK,
-                    period,
-                )
-                if failed:
-                    raise SystemExit(f"{failed} cycle job(s) failed; see {self.home}/cbbench-w*.log")
-                if done == len(self.emails):
-                    break
-                time.sleep(0.2)
+            done = self._wait(period)
             stop.set()
             sampler.join()
             idle_after, total_after = machine_cpu()
@@ -319,7 +332,7 @@ class Bench:
             assert isinstance(first, datetime) and isinstance(last, datetime)
             # From just before the first defer (the tick's start) to the last job's end.
             result.seconds = (last - first).total_seconds()
-            result.jobs = int(done)
+            result.jobs = done
         finally:
             for proc in procs:
                 proc.terminate()
