@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
+from connectors.address_guard import AddressGuard, RefusedAddress
 from connectors.atomic import write_atomic
 from connectors.base import ConnectorError
 from connectors.ics_blocks import not_a_calendar
@@ -158,7 +159,12 @@ def local_path(location: str) -> Path:
 
 
 class Fetcher:
-    """Reads sources and keeps the last good copy of each under `cache_dir`."""
+    """Reads sources and keeps the last good copy of each under `cache_dir`.
+
+    With a `guard` (organisation mode, for the calendars people give themselves) only http(s) and webcal
+    addresses are read, never files, and every connection, redirects' included, goes only where the guard
+    allows (connectors.address_guard); without one (the personal mode) the owner's own files and
+    addresses are read as they are."""
 
     def __init__(
         self,
@@ -167,11 +173,13 @@ class Fetcher:
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        guard: AddressGuard | None = None,
     ) -> None:
         self.cache_dir = cache_dir
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.clock = clock
+        self.guard = guard
 
     def fetch(self, name: str, location: str) -> FetchResult:
         """The current content; raises ConnectorError(name, reason) when there is none to be had."""
@@ -187,6 +195,10 @@ class Fetcher:
             ) from None
         if url is not None:
             return self._fetch_http(name, location, url)
+        if self.guard is not None:
+            raise ConnectorError(
+                name, "only https:// and webcal:// addresses are read for people, not files", retryable=False
+            )
         if scheme not in ("", "file") and len(scheme) > 1:  # one letter: a Windows drive, not a scheme
             raise ConnectorError(name, f"unsupported address scheme {scheme!r}", retryable=False)
         data = self._read_file(name, local_path(location))
@@ -243,9 +255,16 @@ class Fetcher:
                 headers["If-Modified-Since"] = previous.last_modified
         conditional = "If-None-Match" in headers or "If-Modified-Since" in headers
         deadline = time.monotonic() + self.timeout
+        transport: httpx.BaseTransport | None = None
+        if self.guard is not None:
+            from connectors.guarded_http import GuardedTransport
+
+            # With a transport of its own httpx uses no proxy from the environment: the guard sees the
+            # calendar's own address, not a proxy's.
+            transport = GuardedTransport(self.guard)
         try:
             with (
-                httpx.Client(timeout=self.timeout, follow_redirects=True) as client,
+                httpx.Client(timeout=self.timeout, follow_redirects=True, transport=transport) as client,
                 client.stream("GET", url, headers=headers) as response,
             ):
                 if response.status_code == 304:
@@ -274,6 +293,8 @@ class Fetcher:
                 data = self._body(name, shown, response, deadline)
                 etag = response.headers.get("ETag")
                 last_modified = response.headers.get("Last-Modified")
+        except RefusedAddress as exc:
+            raise ConnectorError(name, f"{shown}: refused: {exc}", retryable=False) from None
         except httpx.TimeoutException:
             raise ConnectorError(name, f"timed out after {self.timeout:g} s fetching {shown}") from None
         except httpx.ConnectError as exc:

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import re
 import sys
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from time import monotonic
 from typing import Any
@@ -38,8 +39,8 @@ from recurring_ical_events import EventAdapter, Occurrence, Series
 
 from connectors.ics_blocks import Block, lex
 from connectors.ics_feed import KEY_MARKER, KEY_MARKER_RE, circleback_key, verified_key
+from connectors.ics_kept import overlaps
 from connectors.ics_window import outside
-from schedules.busy import busy_time
 from schedules.events import Attendee, Interval, Observation, PartStat, Snapshot
 
 # A series denser than this is a broken or hostile rule; expanding it could take minutes.
@@ -55,10 +56,6 @@ SERIES_MAX_SECONDS = 5.0
 CALENDAR_MAX_INSTANCES = 50_000  # instances of all series together in one window
 CALENDAR_MAX_STEPS = 2_000_000
 CALENDAR_MAX_SECONDS = 60.0
-# A calendar with more warnings than this shows the first few and a count: a broken export can hold a
-# hundred thousand of the same mistake, and logging each one helps nobody.
-MAX_WARNINGS = 10
-WARNING_EXAMPLES = 5
 
 # Everything the reader looks at; the lexer leaves the rest of an event out before parsing.
 _READ = frozenset(
@@ -162,36 +159,6 @@ class ParsedCalendar:
         return self.cover is None or (self.cover.start <= window.start and window.end <= self.cover.end)
 
 
-def parse_calendar(
-    data: bytes,
-    source: str,
-    window: Interval,
-    *,
-    default_tz: str | None = None,
-    marker_secret: bytes | None = None,
-    owner_emails: Collection[str] = (),
-) -> Snapshot:
-    """The event instances overlapping `window`, and the busy time they make under the core's busy rule
-    (`schedules.busy`, as a cycle applies it), in one call; never raises on bad content. The reader itself
-    (`expand`, what `IcsSource.read` returns) only translates."""
-    parsed = load_calendar(data, source, default_tz=default_tz, marker_secret=marker_secret)
-    snapshot = expand(parsed, window)
-    return replace(
-        snapshot,
-        busy=busy_time(snapshot.observations, owner_emails),
-        warnings=summarise_warnings(source, snapshot.warnings),
-    )
-
-
-def summarise_warnings(source: str, warnings: Sequence[str]) -> tuple[str, ...]:
-    """All the warnings, or with more than MAX_WARNINGS the first few and a count of the rest."""
-    if len(warnings) <= MAX_WARNINGS:
-        return tuple(warnings)
-    rest = len(warnings) - WARNING_EXAMPLES
-    summary = f"{source}: {rest:,} more warning(s) like these ({len(warnings):,} in all)"
-    return (*warnings[:WARNING_EXAMPLES], summary)
-
-
 def load_calendar(
     data: bytes,
     source: str,
@@ -210,8 +177,14 @@ def load_calendar(
         with _collector_paused():
             return _Loader(source, default_tz, marker_secret).load(data, cover)
     except Exception as exc:  # the contract is "never raises": a bug here must not stop a cycle
-        reason = f"could not be read ({type(exc).__name__}: {exc}); no events read"
-        return ParsedCalendar(source, UTC, (), (), (f"{source}: {reason}",), cover)
+        what = None if out_of_memory(exc) else f"{type(exc).__name__}: {exc}"
+    # Said outside the handler: its traceback holds the partial read, which must go before anything
+    # new is allocated when memory is what ran out.
+    if what is None:
+        gc.collect()
+        what = "ran out of memory"
+    reason = f"could not be read ({what}); no events read"
+    return ParsedCalendar(source, UTC, (), (), (f"{source}: {reason}",), cover)
 
 
 def expand(
@@ -226,7 +199,7 @@ def expand(
     if not parsed.covers(window):
         raise ValueError(f"{parsed.source}: read for {parsed.cover}, cannot be expanded for {window}")
     warnings = list(parsed.warnings)
-    seen = [item for item in parsed.singles if _overlaps(item.observation, window)]
+    seen = [item for item in parsed.singles if overlaps(item.observation, window)]
     meter = _Meter(budget or Budget())
     previous = getattr(_CURRENT, "meter", None)
     _CURRENT.meter = meter
@@ -263,8 +236,20 @@ def _expand_one(
             return False
         warnings.append(f"{label}: {over}; skipped")
     except Exception as exc:
+        if out_of_memory(exc):  # the next series would fare no better: the calendar stops here
+            meter.reason = "ran out of memory"
+            return False
         warnings.append(f"{label}: cannot expand its recurrence ({exc}); skipped")
     return True
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether `exc` means memory ran out. CPython 3.11 reports a frame it cannot allocate (a call, deep in
+    dateutil's search, say) as this SystemError rather than as a MemoryError: a process under a memory
+    limit (tests/bounded.py, a container's) sees it where the limit is reached."""
+    if isinstance(exc, MemoryError):
+        return True
+    return isinstance(exc, SystemError) and "error return without exception set" in str(exc)
 
 
 def _over_budget(parsed: ParsedCalendar, index: int, meter: _Meter) -> str:
@@ -301,7 +286,7 @@ def _instances(
             parsed.zone,
             recurrence_id=details.recurrence_id if own else occurrence.start,
         )
-        if _overlaps(item.observation, window):
+        if overlaps(item.observation, window):
             result.append(item)
     return result
 
@@ -565,7 +550,7 @@ class _Loader:
         label = f"{self.source}: line {block.line}: event " + (repr(uid) if uid else "without UID")
         self.warnings.extend(f"{label}: {note}" for note in block.notes)
         try:
-            component = Component.from_ical(block.text)
+            component = Component.from_ical(_lean(block.lines))
             self._check(component, label)
             uid = self._uid(component, block, label)
             return uid, component
@@ -711,6 +696,38 @@ class _Loader:
                 f"{self.source}: line {line}: event {uid!r}: "
                 f"its recurrence cannot be read ({type(exc).__name__}: {exc}); skipped"
             )
+
+
+# A calendar address as written: its parameters (a value may be quoted, or a list) and its value. The
+# reader looks at PARTSTAT and EMAIL only; exports carry four or five more on every attendee (CN, ROLE,
+# CUTYPE, RSVP, X-NUM-GUESTS), and icalendar's parameter parsing is a third of an event's cost.
+_PARAM = r'(?:"[^"]*"|[^";:,]*)'
+_ADDRESS = re.compile(rf"(ATTENDEE|ORGANIZER)((?:;[A-Za-z0-9-]+={_PARAM}(?:,{_PARAM})*)+)(:.*)", re.I | re.S)
+_ONE_PARAM = re.compile(rf";([A-Za-z0-9-]+)=({_PARAM}(?:,{_PARAM})*)")
+_ADDRESS_PARAMS = frozenset({"PARTSTAT", "EMAIL"})
+
+
+def _lean(lines: list[str]) -> str:
+    """An event's text without what the reader never looks at: a DESCRIPTION without a key marker (only
+    the marker is read from it, and descriptions are often the longest part of an event), and the
+    parameters of an attendee or organizer other than PARTSTAT and EMAIL. A line not of the plain shape
+    is left whole, for icalendar to read (or reject) as it is."""
+    kept: list[str] = []
+    for line in lines:
+        head = line[:9].upper()
+        if head.startswith("DESCRIPTI") and KEY_MARKER not in line:
+            continue
+        if head.startswith(("ATTENDEE;", "ORGANIZER")):
+            match = _ADDRESS.fullmatch(line)
+            if match is not None:
+                params = "".join(
+                    f";{name}={value}"
+                    for name, value in _ONE_PARAM.findall(match[2])
+                    if name.upper() in _ADDRESS_PARAMS
+                )
+                line = f"{match[1]}{params}{match[3]}"
+        kept.append(line)
+    return "\r\n".join(kept) + "\r\n"
 
 
 @contextmanager
@@ -999,12 +1016,6 @@ def _to_utc(value: date, zone: tzinfo) -> datetime:
 
 def _show(value: date) -> str:
     return value.isoformat()
-
-
-def _overlaps(observation: Observation, window: Interval) -> bool:
-    if observation.start == observation.end:
-        return window.start <= observation.start < window.end
-    return observation.start < window.end and window.start < observation.end
 
 
 _EPOCH = datetime(1, 1, 1, tzinfo=UTC)

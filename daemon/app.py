@@ -77,11 +77,17 @@ def marker_secret_of(settings: Settings) -> Callable[[], bytes]:
 
 
 def build_calendars(
-    settings: Settings, plan: Plan, *, feed_path: Path | None = None, owner: str | None = None
+    settings: Settings,
+    plan: Plan,
+    *,
+    feed_path: Path | None = None,
+    owner: str | None = None,
+    marker_secret: Callable[[], bytes] | None = None,
 ) -> Calendars:
     """Every configured calendar, built by its type through the registry; `feed_path` writes the `[feed]`
-    calendar somewhere else (`circleback feed export`)."""
-    marker_secret = marker_secret_of(settings)
+    calendar somewhere else (`circleback feed export`); `marker_secret` replaces the state directory's
+    secret file (organisation mode keeps each person's in the database)."""
+    marker_secret = marker_secret or marker_secret_of(settings)
     context = registry.Context(
         plan=plan,
         state_dir=settings.state_dir,

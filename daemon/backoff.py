@@ -73,15 +73,18 @@ class GuardedReader:
             if not (
                 self._last is not None and self._last_at is not None and now - self._last_at < self._fresh_for
             ):
-                self.refresh(window)
+                self.refresh(window, state)
             if self._last is None:
                 raise ConnectorError(self.name, self.health.last_error or "no data")
-            # Each warning is handed out once: the next cycle served from this copy has nothing new to say.
-            snapshot, self._last = self._last, replace(self._last, warnings=())
+            # Each warning, and a new state, is handed out once: the next cycle served from this copy has
+            # nothing new to say or to store.
+            snapshot, self._last = self._last, replace(self._last, warnings=(), state=None)
             return snapshot
 
-    def refresh(self, window: Interval) -> bool:
-        """Read the calendar now, unless backing off; True when its data changed. Never raises."""
+    def refresh(self, window: Interval, state: CalendarState = EMPTY_STATE) -> bool:
+        """Read the calendar now, unless backing off; True when its data changed. Never raises.
+
+        `state` is the calendar's stored state when the caller has it; the back end may keep its own."""
         with self._lock:
             now = self._clock()
             before = self._last
@@ -91,7 +94,7 @@ class GuardedReader:
                 )
                 return False
             try:
-                snapshot = self.inner.read(window)
+                snapshot = self.inner.read(window, state)
             except ConnectorError as exc:
                 self._failed(exc.reason, now)
                 self._keep_last(exc.reason)
@@ -103,6 +106,8 @@ class GuardedReader:
                 if self.health.failures:
                     log.info("calendar %s recovered after %d failure(s)", self.name, self.health.failures)
                 self.health = CalendarHealth(self.name, ok_at=now)
+            if snapshot.state is None and before is not None and before.state is not None:
+                snapshot = replace(snapshot, state=before.state)  # not handed out yet: still to be stored
             self._last, self._last_at = snapshot, now
             return before is None or (before.busy, before.observations) != (
                 snapshot.busy,
@@ -120,6 +125,7 @@ class GuardedReader:
                 f"{self.name}: using the last good copy ({reason})",
             ),
             stale=reason,
+            state=self._last.state,
         )
         self._last_at = self._clock()
 

@@ -34,7 +34,8 @@ from schedules.plan import PlanInvalid
 from schedules.renames import renamed, resolve
 
 if TYPE_CHECKING:
-    from daemon.people import People, Person
+    from daemon.org_status import CalendarStatus
+    from daemon.people import People, Person, PersonSource
     from daemon.store import Store
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
@@ -221,6 +222,7 @@ def _people_parser(commands: Any, command: Callable[..., argparse.ArgumentParser
     add.add_argument("email", metavar="EMAIL")
     add.add_argument("--name", required=True, help="the person's name")
     add.add_argument("--google-subject", metavar="EMAIL", help="their Google account (default: EMAIL)")
+    # Their own calendars come with the global `--source URL` (repeatable), as their plan comes with --plan.
     listing = command("list", "list the people", people_commands)
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     show = command("show", "show one person and their plan's history", people_commands)
@@ -230,6 +232,13 @@ def _people_parser(commands: Any, command: Callable[..., argparse.ArgumentParser
     )
     set_plan.add_argument("email", metavar="EMAIL")
     set_plan.add_argument("plan_path", type=Path, metavar="FILE")
+    sources = command(
+        "set-sources",
+        "replace a person's own calendars (https:// or webcal:// addresses; none: remove them all)",
+        people_commands,
+    )
+    sources.add_argument("email", metavar="EMAIL")
+    sources.add_argument("locations", nargs="*", metavar="URL")
     rotate = command("rotate-feed", "give a person a new secret feed URL", people_commands)
     rotate.add_argument("email", metavar="EMAIL")
     remove = command("remove", "stop running a person's cycles", people_commands)
@@ -947,6 +956,8 @@ def cmd_people_add(args: argparse.Namespace) -> int:
     # Checked before the database is opened: a bad plan or address writes nothing.
     owner_key(args.email)
     plan_text, _plan = load_plan_source(Path(args.plan))
+    locations = list(getattr(args, "sources", None) or ())
+    _person_sources(locations)
     with _people(args) as people:
         person, token = people.add(
             args.email,
@@ -954,8 +965,11 @@ def cmd_people_add(args: argparse.Namespace) -> int:
             plan_text=plan_text,
             google_subject=args.google_subject,
             now=_now_from(args),
+            sources=locations,
         )
     print(f"added {person.email} ({person.name}), plan {person.plan_checksum}")
+    for source in _person_sources(locations):
+        print(f"own calendar {source.name}: {source.shown}")
     # Shown once: only its hash is kept (`people rotate-feed` makes a new one).
     print(f"feed: {_person_feed_url(args, token)}")
     return EXIT_OK
@@ -993,21 +1007,36 @@ def cmd_people_show(args: argparse.Namespace) -> int:
         person = people.get(args.email)
         versions = people.plan_versions(args.email)
         health = people.health(args.email)
+        own = people.sources(args.email)
+        calendars = _person_calendars(people, args.email)
     print(f"{person.email}: {person.name}")
     print(f"google subject: {person.google_subject or person.email}")
     print(f"added: {person.created_at.isoformat()}")
     for version in versions:
         print(f"plan v{version.number}: {version.created_at.isoformat()}  sha256 {version.checksum}")
+    for source in own:
+        print(f"own calendar {source.name}: {source.shown}")
     if health.last_cycle is None:
         print("last cycle: none yet")
     else:
         when = f" at {health.last_cycle_at.isoformat()}" if health.last_cycle_at else ""
         print(f"last cycle: {health.last_cycle}{when}")
-    for calendar, reason in health.failing_sources:
-        print(f"calendar {calendar}: failing to read: {reason}")
-    for calendar, refused in health.failing_writes:
-        print(f"calendar {calendar}: {refused} event(s) refused")
+    for line in _calendar_lines(calendars):
+        print(line)
     return EXIT_OK
+
+
+def _calendar_lines(calendars: Sequence[CalendarStatus]) -> Iterator[str]:
+    """One line per calendar of a person: its reads, then what circleback holds there."""
+    for c in calendars:
+        if c.read == "failing":
+            yield f"calendar {c.name}: failing to read: {c.error or 'failing'} ({c.failures} in a row)"
+        elif c.read == "ok":
+            when = f", last {c.last_ok_at.isoformat()}" if c.last_ok_at else ""
+            yield f"calendar {c.name}: read ok{when}"
+        if c.placed or c.refused:
+            refused = f", {c.refused} event(s) refused" if c.refused else ""
+            yield f"calendar {c.name}: {c.placed} event(s) placed{refused}"
 
 
 def cmd_people_set_plan(args: argparse.Namespace) -> int:
@@ -1019,6 +1048,30 @@ def cmd_people_set_plan(args: argparse.Namespace) -> int:
         print(f"{person.email}: plan v{person.plan_versions} stored ({person.plan_checksum})")
     else:
         print(f"{person.email}: plan unchanged (v{person.plan_versions})")
+    return EXIT_OK
+
+
+def _person_calendars(people: People, email: str) -> list[CalendarStatus]:
+    from daemon.org_status import person_calendars
+
+    return person_calendars(people.engine, email)
+
+
+def _person_sources(locations: Sequence[str]) -> list[PersonSource]:
+    from daemon.people import person_sources
+
+    return person_sources(locations)
+
+
+def cmd_people_set_sources(args: argparse.Namespace) -> int:
+    _person_sources(args.locations)  # checked before the database is opened
+    with _people(args) as people:
+        own = people.set_sources(args.email, args.locations)
+    key = owner_key(args.email)
+    if not own:
+        print(f"{key}: no own calendars")
+    for source in own:
+        print(f"{key}: own calendar {source.name}: {source.shown}")
     return EXIT_OK
 
 
@@ -1062,6 +1115,7 @@ HANDLERS[("people", "show")] = cmd_people_show
 HANDLERS[("people", "set-plan")] = cmd_people_set_plan
 HANDLERS[("people", "remove")] = cmd_people_remove
 HANDLERS[("people", "rotate-feed")] = cmd_people_rotate_feed
+HANDLERS[("people", "set-sources")] = cmd_people_set_sources
 
 
 def _fail(status: int, message: str) -> NoReturn:

@@ -81,6 +81,7 @@ class Settings:
     grace: timedelta
     sync_every: timedelta
     jitter: timedelta
+    allow_private_sources: bool
     # Every calendar, in order: `[ics] sources`, then `[calendars.NAME]` tables, then the `[feed]` file.
     calendars: tuple[CalendarConfig, ...] = ()
     origin: Mapping[str, str] = field(default_factory=dict)
@@ -397,6 +398,15 @@ SCHEMA: tuple[Option, ...] = (
         "up to this much random delay on each cycle, so many installs do not poll a server at once",
         env="CIRCLEBACK_SCHEDULE_JITTER",
         bounds=(0, 3600),
+    ),
+    Option(
+        "allow_private_sources",
+        "organisation.allow_private_sources",
+        "bool",
+        False,
+        "organisation mode: let people's own calendar addresses reach loopback, private, link-local and "
+        "other non-public addresses (refused by default: people do not trust each other)",
+        env="CIRCLEBACK_ORGANISATION_ALLOW_PRIVATE_SOURCES",
     ),
 )
 OPTIONS: dict[str, Option] = {option.name: option for option in SCHEMA}

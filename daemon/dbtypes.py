@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from typing import Any, Final
 
-from sqlalchemy import CheckConstraint, LargeBinary, MetaData, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, LargeBinary, MetaData, Table, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import registry
 from sqlalchemy.types import DateTime, TypeDecorator
@@ -289,6 +289,44 @@ class PersonFeedRow(_Base, table=True):
     body: bytes | None = Field(default=None, sa_type=LargeBinary)
     etag: str | None = Field(default=None, sa_type=Text)
     last_modified: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class PersonSourceRow(_Base, table=True):
+    """A calendar a person gave as their own (busy time, past meetings): an http(s) address, read only in
+    that person's cycle, through the address guard (connectors.address_guard). `position` keeps the order
+    they were given in; `name` keys the calendar's health, as a source's name does in the personal mode."""
+
+    __tablename__ = "person_source"
+    __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_person_source_owner_id"),)
+
+    owner_id: int = _owner_key()
+    position: int = Field(primary_key=True)
+    name: str = Field(sa_type=Text)
+    location: str = Field(sa_type=Text)  # may hold a secret (a private calendar address): never shown
+
+
+class MarkerSecretRow(_Base, table=True):
+    """A person's secret for signing the key markers of their events (organisation mode; the personal
+    mode keeps its secret in a 0600 file). One per person, so one person's signed markers (which they can
+    read in their own feed) can never pass for another's. 64 lower-case hex digits; never logged."""
+
+    __tablename__ = "marker_secret"
+
+    owner_id: int = _owner_key()
+    secret: str = Field(sa_type=Text)
+    created_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class ApiRequestCountRow(_Base, table=True):
+    """HTTP requests the organisation's cycles sent to each calendar's API, summed over people and cycles
+    (organisation mode's `circleback_api_requests_total`). Kept by calendar name, not by person: a
+    Prometheus counter never goes down, so removing or purging a person must not take their share away,
+    and metrics carry no addresses."""
+
+    __tablename__ = "api_request_count"
+
+    calendar: str = Field(sa_type=Text, primary_key=True)
+    total: int = Field(sa_type=BigInteger)
 
 
 def table_of(model: type[SQLModel]) -> Table:

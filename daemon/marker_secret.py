@@ -5,6 +5,9 @@ Every event circleback publishes carries its occurrence key twice (X-CIRCLEBACK-
 the description) so that a copy in another calendar is recognised. Anyone can write such a line, and keys
 are easy to guess (`touchpoint:<name>:<period>`), so only a key signed with this secret counts
 (`connectors.ics_feed.sign_key`). Losing the file only means copies made before are no longer recognised.
+
+Organisation mode keeps one secret per person in the database instead (daemon.org_secret): its replicas
+share no files. Both keep the secret as 64 lower-case hex digits (`parse_marker_secret`).
 """
 
 from __future__ import annotations
@@ -12,11 +15,11 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import stat
 from pathlib import Path
 
 from connectors.atomic import fsync_directory
-from daemon.secret_token import TokenFileError, _make_private_parents, _write_private_temp
+from daemon.private_file import make_private_parents, read_private_file, write_private_temp
+from daemon.secret_token import TokenFileError
 
 FILE_NAME = "marker-secret"
 SECRET_BYTES = 32
@@ -38,8 +41,8 @@ def load_or_create_marker_secret(path: Path) -> bytes:
         return read_marker_secret(path)
     except FileNotFoundError:
         pass
-    _make_private_parents(path.parent)
-    tmp = _write_private_temp(path, secrets.token_hex(SECRET_BYTES))
+    make_private_parents(path.parent)
+    tmp = write_private_temp(path, new_marker_secret())
     try:
         # link() never overwrites: two processes creating the secret at once agree on one of them.
         os.link(tmp, path)
@@ -53,28 +56,21 @@ def load_or_create_marker_secret(path: Path) -> bytes:
 
 def read_marker_secret(path: Path) -> bytes:
     """FileNotFoundError if absent, MarkerSecretError if unusable."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise MarkerSecretError(f"{path}: cannot read the marker secret: {exc.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise MarkerSecretError(f"{path}: the marker secret is not a regular file")
-        if st.st_mode & 0o077:
-            raise MarkerSecretError(
-                f"{path}: the marker secret is readable or writable by other users "
-                f"(mode {stat.S_IMODE(st.st_mode):04o}); fix it with `chmod 600 {path}`"
-            )
-        raw = os.read(fd, 1024)
-    finally:
-        os.close(fd)
+    raw = read_private_file(path, what="the marker secret", limit=1024, error=MarkerSecretError)
+    return parse_marker_secret(raw, str(path))
+
+
+def parse_marker_secret(raw: bytes, where: str) -> bytes:
+    """The secret written as 64 lower-case hex digits; MarkerSecretError naming `where`, never the text."""
     text = raw.decode("ascii", errors="replace").strip()
     if not _HEX.fullmatch(text):
         raise MarkerSecretError(
-            f"{path}: the marker secret is not 64 lower-case hexadecimal digits; delete the file to make a "
+            f"{where}: the marker secret is not 64 lower-case hexadecimal digits; delete the file to make a "
             "new one (copies of touchpoints made before are then no longer recognised)"
         )
     return bytes.fromhex(text)
+
+
+def new_marker_secret() -> str:
+    """A fresh secret, as the file (and the database) keep it: 64 lower-case hex digits."""
+    return secrets.token_hex(SECRET_BYTES)

@@ -19,8 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import hashlib
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Final
 
 import procrastinate
@@ -28,12 +32,18 @@ from procrastinate.exceptions import AlreadyEnqueued, UniqueViolation
 from procrastinate.jobs import Status
 from sqlalchemy import Engine, text
 
+from connectors.address_guard import AddressGuard
+from connectors.base import Reader
+from connectors.fetch import Fetcher
+from connectors.ics_source import IcsSource
 from daemon import org_schema
 from daemon.app import build_calendars
 from daemon.config import FEED_CALENDAR, CalendarConfig, Settings
 from daemon.logs import setup_logging
+from daemon.org_metrics import record_api_requests
+from daemon.org_secret import person_marker_secret
 from daemon.owner_cycle import run_owner_cycle
-from daemon.people import People, Person
+from daemon.people import People, Person, PersonSource
 from daemon.store import Store, normalise_url
 
 log = logging.getLogger("circleback.org")
@@ -92,24 +102,91 @@ def person_settings(settings: Settings, person: Person) -> Settings:
     return dataclasses.replace(settings, calendars=tuple(calendars))
 
 
-def cycle_person(settings: Settings, email: str, now: datetime, *, engine: Engine | None = None) -> None:
-    """One person's cycle, from the plan in force in the database (on the worker's `engine`, if given)."""
+def person_cache_dir(settings: Settings, email: str) -> Path:
+    """Where this replica keeps the last good copies of a person's own calendars: apart from everyone
+    else's, so one person's copy is never another's fallback. The name is a hash: no address on disk."""
+    return settings.state_dir / "people" / hashlib.sha256(email.encode("utf-8")).hexdigest()[:32] / "sources"
+
+
+def source_guard(settings: Settings) -> AddressGuard:
+    return AddressGuard(allow_private=settings.allow_private_sources)
+
+
+def person_readers(
+    settings: Settings,
+    email: str,
+    sources: list[PersonSource],
+    *,
+    taken: set[str],
+    default_tz: str,
+    marker_secret: Callable[[], bytes] | None = None,
+    guard: AddressGuard | None = None,
+) -> list[Reader]:
+    """The person's own calendars as readers: addresses only, every connection through the guard. A name
+    the organisation's calendars already use gets a suffix, so health and state stay apart."""
+    fetcher = Fetcher(
+        person_cache_dir(settings, email),
+        settings.source_timeout.total_seconds(),
+        guard=guard or source_guard(settings),
+    )
+    readers: list[Reader] = []
+    for source in sources:
+        name = source.name
+        while name.casefold() in taken:
+            name = f"{name} (own)"
+        taken.add(name.casefold())
+        reader = IcsSource(
+            name,
+            source.location,
+            cache_dir=fetcher.cache_dir,
+            default_tz=default_tz,
+            fetcher=fetcher,
+            marker_secret=marker_secret,
+        )
+        readers.append(reader)
+    return readers
+
+
+def cycle_person(
+    settings: Settings,
+    email: str,
+    now: datetime,
+    *,
+    guard: AddressGuard | None = None,
+    engine: Engine | None = None,
+) -> None:
+    """One person's cycle, from the plan and own calendars in force in the database; `guard` stands in
+    for the one the settings make (a test's resolver); `engine`: the worker's, shared by every cycle."""
     with Store(settings.database_url, owner=email, migrate=False, engine=engine) as store:
         people = People(store.engine)
         person = people.get(email)
         _text, plan = people.latest_plan(email)
         own = person_settings(settings, person)
-        calendars = build_calendars(own, plan, owner=email)
+        engine = store.engine
+        # The person's own secret from the database, not the state directory's file: replicas share none.
+        secret = functools.cache(lambda: person_marker_secret(engine, email))
+        calendars = build_calendars(own, plan, owner=email, marker_secret=secret)
+        taken = {calendar.name.casefold() for calendar in own.calendars}
+        readers = calendars.readers + person_readers(
+            settings,
+            email,
+            people.sources(email),
+            taken=taken,
+            default_tz=plan.timezone,
+            marker_secret=calendars.marker_secret,
+            guard=guard,
+        )
         done = run_owner_cycle(
             own,
             plan,
             store,
-            readers=calendars.readers,
+            readers=readers,
             writers=calendars.writers,
             marker_secret=calendars.marker_secret,
             now=now,
         )
         People(store.engine).save_feed(email, done.feed, now)
+        record_api_requests(store.engine, done.report.api_requests)
     report = done.report
     log.info(
         "cycle of %s done: %d upcoming, %d logged, %d calendar fault(s)",
@@ -205,7 +282,7 @@ def run_org(settings: Settings, *, period: timedelta | None = None, worker_name:
     }
     if worker_name:
         options["name"] = worker_name
-    server = _start_http(settings) if settings.http_enabled else None
+    server = _start_http(settings, period or settings.sync_every) if settings.http_enabled else None
     log.info("organisation mode: procrastinate worker on %s", normalise_url(settings.database_url))
     try:
         app.run_worker(**options)
@@ -216,13 +293,13 @@ def run_org(settings: Settings, *, period: timedelta | None = None, worker_name:
     return 0
 
 
-def _start_http(settings: Settings) -> Any:
+def _start_http(settings: Settings, period: timedelta) -> Any:
     from daemon.org_web import build_org_app
     from daemon.web import serve, start_in_thread
 
     feeds = Store(settings.database_url, migrate=False)
     max_age = max(1, int(settings.feed_refresh.total_seconds()))
-    app = build_org_app(feeds.engine, max_age=max_age)
+    app = build_org_app(feeds.engine, max_age=max_age, period=period)
     server = start_in_thread(serve(app, settings.http_host, settings.http_port))
     log.info("serving the people's feeds on %s:%d", settings.http_host, settings.http_port)
     return server

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,11 +21,14 @@ from sqlalchemy import Engine, func, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, delete, select
 
+from connectors.address_guard import address_problem
+from connectors.fetch import redact
 from daemon.dbtypes import (
     PLACEMENT_FAILED,
     OwnerRow,
     PersonFeedRow,
     PersonRow,
+    PersonSourceRow,
     PlacementRow,
     PlanVersionRow,
     SourceStateRow,
@@ -33,6 +36,7 @@ from daemon.dbtypes import (
 )
 from daemon.errors import BadInput
 from daemon.feed_cache import FeedSnapshot, feed_etag, http_date
+from daemon.sources import source_name
 from daemon.store import DEFAULT_OWNER, StoreError
 from schedules.model import Plan
 from schedules.plan import parse_plan
@@ -80,6 +84,41 @@ class PlanVersion:
     created_at: datetime
 
 
+@dataclass(frozen=True)
+class PersonSource:
+    """A calendar a person gave as their own: its name (from its host, like a source's default name) and
+    its address, which may carry a secret (`shown` is safe to print)."""
+
+    name: str
+    location: str
+
+    @property
+    def shown(self) -> str:
+        return redact(self.location)
+
+
+def person_sources(locations: Sequence[str]) -> list[PersonSource]:
+    """Checked and named calendars for a person; BadInput naming every address that is not an https:// or
+    webcal:// one (files and other schemes are refused: a worker's files are not the person's to read)."""
+    problems = []
+    named: list[PersonSource] = []
+    for number, raw in enumerate(locations, 1):
+        location = raw.strip()
+        problem = address_problem(location)
+        if problem is not None:
+            problems.append(f"source {number} ({redact(location)}) {problem}")
+            continue
+        base = source_name(location)
+        name, n = base, 1
+        while any(s.name == name for s in named):
+            n += 1
+            name = f"{base} ({n})"
+        named.append(PersonSource(name, location))
+    if problems:
+        raise BadInput("; ".join(problems))
+    return named
+
+
 def owner_key(email: str) -> str:
     """The owner key of a person: the address without surrounding spaces, case-folded, checked."""
     key = email.strip().casefold()
@@ -112,6 +151,10 @@ class People:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
@@ -161,6 +204,17 @@ class People:
         key = owner_key(email)
         return newest.text, parse_plan(newest.text, plan_label(key))
 
+    def sources(self, email: str) -> list[PersonSource]:
+        """The calendars a person gave as their own, in the order given."""
+        with self._session() as s:
+            owner_id = self._person_owner_id(s, owner_key(email))
+            rows = s.exec(
+                select(PersonSourceRow)
+                .where(col(PersonSourceRow.owner_id) == owner_id)
+                .order_by(col(PersonSourceRow.position))
+            ).all()
+            return [PersonSource(row.name, row.location) for row in rows]
+
     def health(self, email: str) -> PersonHealth:
         key = owner_key(email)
         with self._session() as s:
@@ -204,13 +258,22 @@ class People:
     # -- writes --------------------------------------------------------------------------------------------
 
     def add(
-        self, email: str, *, name: str, plan_text: str, google_subject: str | None, now: datetime
+        self,
+        email: str,
+        *,
+        name: str,
+        plan_text: str,
+        google_subject: str | None,
+        now: datetime,
+        sources: Sequence[str] = (),
     ) -> tuple[Person, str]:
-        """The new person and the secret token of their feed URL (only its hash is kept)."""
+        """The new person and the secret token of their feed URL (only its hash is kept); `sources` are
+        calendar addresses of their own (checked first: a bad one adds nobody)."""
         key = owner_key(email)
         if not name.strip():
             raise BadInput("--name must not be empty")
         subject = owner_key(google_subject) if google_subject else None
+        own = person_sources(sources)
         with self._session() as s:
             owner_id = self._owner_id(s, key, now)
             if s.get(PersonRow, owner_id) is not None:
@@ -218,6 +281,7 @@ class People:
             s.add(PersonRow(owner_id=owner_id, name=name.strip(), google_subject=subject, created_at=now))
             digest = checksum(plan_text)
             s.add(PlanVersionRow(owner_id=owner_id, text=plan_text, checksum=digest, created_at=now))
+            self._replace_sources(s, owner_id, own)
             token = _new_token()
             feed = s.get(PersonFeedRow, owner_id)
             if feed is None:
@@ -280,6 +344,23 @@ class People:
                 return False
             s.add(PlanVersionRow(owner_id=owner_id, text=plan_text, checksum=digest, created_at=now))
             return True
+
+    def set_sources(self, email: str, locations: Sequence[str]) -> list[PersonSource]:
+        """Replace a person's own calendars (none: they have none); a bad address changes nothing."""
+        own = person_sources(locations)
+        with self._session() as s:
+            self._replace_sources(s, self._person_owner_id(s, owner_key(email)), own)
+        return own
+
+    def _replace_sources(self, s: Session, owner_id: int, own: Sequence[PersonSource]) -> None:
+        s.exec(delete(PersonSourceRow).where(col(PersonSourceRow.owner_id) == owner_id))
+        s.flush()
+        for position, source in enumerate(own):
+            s.add(
+                PersonSourceRow(
+                    owner_id=owner_id, position=position, name=source.name, location=source.location
+                )
+            )
 
     def remove(self, email: str, *, purge: bool) -> None:
         """Stop a person's cycles; `purge` also deletes everything they own (plans, log, placements...)."""

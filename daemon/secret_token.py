@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import stat
 from pathlib import Path
 
 from connectors.atomic import fsync_directory
+from daemon.private_file import make_private_parents, read_private_file, write_private_temp
 
 TOKEN_BYTES = 32  # secrets.token_urlsafe(32) -> 43 characters
 MIN_LENGTH = 43  # what 32 random bytes encode to; shorter tokens are guessable sooner than we promise
@@ -39,9 +39,9 @@ def load_or_create_token(path: Path) -> str:
         return read_token(path)
     except FileNotFoundError:
         pass
-    _make_private_parents(path.parent)
+    make_private_parents(path.parent)
     token = _new_token()
-    tmp = _write_private_temp(path, token)
+    tmp = write_private_temp(path, token)
     try:
         # link() refuses to overwrite, so two processes racing to create the token agree on one of them.
         os.link(tmp, path)
@@ -61,9 +61,9 @@ def rotate_token(path: Path) -> str:
             f"{path}: this token comes from systemd's LoadCredential (read-only); "
             "rotate it by replacing the credential's source file and restarting the service"
         )
-    _make_private_parents(path.parent)
+    make_private_parents(path.parent)
     token = _new_token()
-    tmp = _write_private_temp(path, token)
+    tmp = write_private_temp(path, token)
     try:
         os.replace(tmp, path)
     except BaseException:
@@ -76,25 +76,15 @@ def rotate_token(path: Path) -> str:
 def read_token(path: Path) -> str:
     """Read and validate the token at `path`: FileNotFoundError if absent, TokenFileError if unusable."""
     path = Path(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise TokenFileError(f"{path}: cannot read the feed token file: {exc.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise TokenFileError(f"{path}: the feed token file is not a regular file")
-        if st.st_mode & 0o077 and not _is_credential(path):
-            raise TokenFileError(
-                f"{path}: the feed token file is readable or writable by other users "
-                f"(mode {stat.S_IMODE(st.st_mode):04o}); fix it with `chmod 600 {path}`, "
-                "or make a new token with `circleback feed rotate`"
-            )
-        raw = os.read(fd, MAX_LENGTH + 64)
-    finally:
-        os.close(fd)
+    raw = read_private_file(
+        path,
+        what="the feed token file",
+        limit=MAX_LENGTH + 64,
+        error=TokenFileError,
+        # Under LoadCredential systemd owns the file's mode (and keeps it private to the service).
+        shared_ok=_is_credential(path),
+        remedy=", or make a new token with `circleback feed rotate`",
+    )
     return _validate(raw, path)
 
 
@@ -123,41 +113,6 @@ def _validate(raw: bytes, path: Path) -> str:
 
 def _new_token() -> str:
     return secrets.token_urlsafe(TOKEN_BYTES)
-
-
-def _write_private_temp(path: Path, token: str) -> Path:
-    """Write `token` to a fresh temp file beside `path`, mode exactly 0600 whatever the umask."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
-    try:
-        # The umask can only clear bits from 0o600; fchmod makes the mode exact (a umask of 0o277 would
-        # otherwise give 0o400, which we could not rotate later without help).
-        os.fchmod(fd, 0o600)
-        os.write(fd, (token + "\n").encode("ascii"))
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    return tmp
-
-
-def _make_private_parents(directory: Path) -> None:
-    """Create missing directories with mode 0700; existing ones are left as the admin set them."""
-    missing: list[Path] = []
-    d = directory
-    while not d.exists():
-        missing.append(d)
-        if d.parent == d:
-            break
-        d = d.parent
-    for d in reversed(missing):
-        try:
-            d.mkdir(mode=0o700)
-        except FileExistsError:
-            continue
-        os.chmod(d, 0o700)
 
 
 def _is_credential(path: Path) -> bool:

@@ -79,9 +79,6 @@ class OccurrenceKey:
         """The first attempt's key: what the planner asks for, before a settled period needed a new one."""
         return replace(self, attempt=1)
 
-    def next_attempt(self) -> OccurrenceKey:
-        return replace(self, attempt=self.attempt + 1)
-
     def __str__(self) -> str:
         suffix = f"#{self.attempt}" if self.attempt > 1 else ""
         if self.kind is OccurrenceKind.TOUCHPOINT:

@@ -827,16 +827,16 @@ class _Checker:
             return None
         code: str = node.value.strip()
         country, _, subdivision = code.partition("-")
-        regions = _holiday_regions()
-        if country.upper() not in regions:
+        if country.upper() not in _holiday_countries():
             self.at(item, f"'{_short(code)}' is not an ISO 3166 country with known public holidays")
             return None
         if not subdivision:
             return country.upper()
-        known = {name.upper(): name for name in regions[country.upper()]}
+        subdivisions = _subdivisions(country.upper())
+        known = {name.upper(): name for name in subdivisions}
         if subdivision.upper() not in known:
-            listed = ", ".join(regions[country.upper()][:12])
-            more = ", ..." if len(regions[country.upper()]) > 12 else ""
+            listed = ", ".join(subdivisions[:12])
+            more = ", ..." if len(subdivisions) > 12 else ""
             choices = f"one of {listed}{more}" if listed else "none: give the country alone"
             self.at(item, f"'{_short(subdivision)}' is not a subdivision of {country.upper()} ({choices})")
             return None
@@ -999,13 +999,25 @@ def _position_of(text: str, index: int) -> tuple[int, int]:
 
 
 @cache
-def _holiday_regions() -> dict[str, list[str]]:
-    """ISO 3166 alpha-2 codes the holidays package knows, with their subdivisions."""
-    return {
-        code: list(subdivisions)
-        for code, subdivisions in holidays.list_supported_countries().items()
-        if len(code) == 2
-    }
+def _holiday_countries() -> frozenset[str]:
+    """ISO 3166 alpha-2 codes (and aliases such as UK) the holidays package knows.
+
+    Read from the package's registry, which names every country without importing its module: listing
+    them through `list_supported_countries` imports all 250 (a tenth of a second at every start, for a
+    check of one code). tests/test_plan.py checks both agree."""
+    try:
+        from holidays.registry import COUNTRIES
+    except ImportError:  # a holidays release without the registry: the slower public listing
+        return frozenset(code for code in holidays.list_supported_countries() if len(code) == 2)
+    return frozenset(
+        name for entry in COUNTRIES.values() for name in entry[1:] if len(name) == 2 and name.isupper()
+    )
+
+
+@cache
+def _subdivisions(country: str) -> list[str]:
+    """The subdivision codes of one known country (GB: ENG, NIR, SCT, WLS)."""
+    return list(holidays.country_holidays(country).subdivisions)
 
 
 @cache
@@ -1024,4 +1036,4 @@ def _zone_countries() -> dict[str, str]:
 def _country_of_zone(zone: str) -> str | None:
     """The country whose holidays a plan in `zone` gets by default, if the holidays package knows it."""
     country = _zone_countries().get(zone)
-    return country if country is not None and country in _holiday_regions() else None
+    return country if country is not None and country in _holiday_countries() else None

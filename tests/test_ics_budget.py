@@ -6,10 +6,16 @@ with a message instead of hanging. The assertions are on what comes out, never o
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from bounded import run_bounded
+from ics_reading import parse_calendar
 
 from connectors.ics_parse import (
     CALENDAR_MAX_INSTANCES,
@@ -17,7 +23,6 @@ from connectors.ics_parse import (
     Budget,
     expand,
     load_calendar,
-    parse_calendar,
 )
 from schedules.events import Interval, Snapshot
 
@@ -168,3 +173,39 @@ def test_a_dense_rule_that_ended_long_ago_is_not_over_budget() -> None:
     snapshot = run_bounded(read, calendar(ended, GOOD), seconds=60)
     assert [o.uid for o in snapshot.observations] == ["good@example.com"]
     assert snapshot.warnings == ()
+
+
+# Reads many series in a fresh interpreter that may map only a few more MiB (argv[1]) once the data is
+# built: a fresh process, so that how far the read gets does not depend on what earlier tests left mapped.
+_SHORT_OF_MEMORY = """
+import json, resource, sys
+from test_ics_budget import GOOD, WINDOW, calendar, series
+from ics_reading import parse_calendar
+data = calendar(*(series(f"s{i}@x", "FREQ=DAILY", start="20240101T090000Z") for i in range(4000)), GOOD)
+with open("/proc/self/status") as status:
+    mapped = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+resource.setrlimit(resource.RLIMIT_AS, (mapped + int(sys.argv[1]) * 2**20, hard))
+warnings = parse_calendar(data, "big.ics", WINDOW).warnings
+resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+print(json.dumps(warnings))
+"""
+
+
+@pytest.mark.parametrize("mib", [20, 30])
+def test_running_out_of_memory_is_said_as_such(mib: int) -> None:
+    # Python 3.11 reports some failed allocations as "SystemError: error return without exception set";
+    # a read that runs out of memory says so, whichever way the interpreter put it.
+    tests = str(Path(__file__).parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(
+        [sys.executable, "-c", _SHORT_OF_MEMORY, str(mib)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    warnings = json.loads(done.stdout)
+    assert not any("SystemError" in w or "without exception set" in w for w in warnings), warnings
+    assert any("ran out of memory" in w for w in warnings), warnings

@@ -14,8 +14,9 @@ from pathlib import Path
 from bounded import run_bounded
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ics_reading import parse_calendar
 
-from connectors.ics_parse import CALENDAR_MAX_INSTANCES, SERIES_MAX_INSTANCES, parse_calendar
+from connectors.ics_parse import CALENDAR_MAX_INSTANCES, SERIES_MAX_INSTANCES
 from schedules.events import Interval, Snapshot
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ics"

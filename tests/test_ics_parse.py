@@ -12,9 +12,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from ics_reading import parse_calendar
 
 from connectors.ics_feed import sign_key
-from connectors.ics_parse import expand, load_calendar, parse_calendar
+from connectors.ics_parse import expand, load_calendar
 from schedules.events import Attendee, Interval, Observation, PartStat, Snapshot
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ics"

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from builders import connection, london_plan
 from cli_runner import run_cli
+from ics_reading import parse_calendar
 
 from connectors.base import ConnectorError
 from connectors.ics_feed import FeedFile, render_feed, sign_key
-from connectors.ics_parse import parse_calendar
 from connectors.ics_source import IcsSource
 from daemon.marker_secret import (
     FILE_NAME,

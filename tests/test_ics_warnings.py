@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from connectors.ics_parse import MAX_WARNINGS, WARNING_EXAMPLES, parse_calendar
+from ics_reading import parse_calendar
+
+from connectors.ics_kept import MAX_WARNINGS, WARNING_EXAMPLES
 from connectors.ics_source import IcsSource
 from daemon.backoff import GuardedReader
 from schedules.events import Interval

@@ -43,14 +43,23 @@ def _diff(store: Store, target: MetaData) -> list[object]:
 
 def test_one_linear_history_with_a_single_head() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert script.get_heads() == ["0005"]
-    assert [r.revision for r in script.walk_revisions()] == ["0005", "0004", "0003", "0002", "0001"]
+    assert script.get_heads() == ["0008"]
+    assert [r.revision for r in script.walk_revisions()] == [
+        "0008",
+        "0007",
+        "0006",
+        "0005",
+        "0004",
+        "0003",
+        "0002",
+        "0001",
+    ]
 
 
 def test_upgrade_from_empty_reaches_head(db_url: str) -> None:
     with Store(db_url) as store:
         assert store.at_head()
-        assert store.current_revisions() == {"0005"}
+        assert store.current_revisions() == {"0008"}
         assert _tables(store) >= TABLES_0002 | {"alembic_version"}
 
 
@@ -127,16 +136,20 @@ def test_autogenerate_against_head_writes_an_empty_revision(sqlite_url: str, tmp
     # Exercises script.py.mako too: the generated file must be valid Python with nothing to do.
     copy = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
     with Store(sqlite_url) as store, store.engine.begin() as conn:
         config = alembic_config(conn)
         config.set_main_option("script_location", str(copy))
-        script = command.revision(config, message="nothing to do", autogenerate=True, rev_id="0006")
+        script = command.revision(
+            config, message="nothing to do", autogenerate=True, rev_id=f"{int(head) + 1:04d}"
+        )
     assert script is not None and not isinstance(script, list)
     source = Path(script.path).read_text()
     compile(source, script.path, "exec")
     body = source.split("def upgrade() -> None:", 1)[1].split("def downgrade", 1)[0]
     assert "op." not in body, body
-    assert "down_revision: str | None = '0005'" in source
+    assert f"down_revision: str | None = '{head}'" in source
 
 
 def test_a_database_from_a_newer_version_is_refused_clearly(sqlite_url: str) -> None:

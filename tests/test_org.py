@@ -226,13 +226,14 @@ def metric(text: str, sample: str) -> float:
 
 def check_metrics(workers: Workers, url: str, people: int) -> None:
     port = next(iter(workers.ports.values()))
+    # Counted before the scrape: cycles keep finishing meanwhile, so the metric lies between this count
+    # and the one after it.
+    succeeded = sum(s == "succeeded" for _, _, s in cycle_jobs(url))
     answer = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("text/plain; version=0.0.4")
     body = answer.text
-    succeeded = sum(s == "succeeded" for _, _, s in cycle_jobs(url))
     assert metric(body, "circleback_people") == people
-    # Cycles keep finishing between the two reads: the metric lies between them.
     assert succeeded <= metric(body, 'circleback_cycles_total{status="succeeded"}')
     assert metric(body, 'circleback_cycles_total{status="succeeded"}') <= sum(
         s == "succeeded" for _, _, s in cycle_jobs(url)
@@ -274,8 +275,11 @@ def test_every_persons_cycle_runs_once_per_period_whichever_worker(
     jobs = cycle_jobs(postgres_url)
     per_period = Counter((owner, period) for owner, period, _ in jobs)
     assert per_period and set(per_period.values()) == {1}, per_period
+    # A person whose cycle from an earlier period is still waiting gets no second one (the queueing lock):
+    # on a loaded machine a period may miss someone, never hold anyone twice or anyone unknown.
     for period in {period for _, period, _ in jobs}:
-        assert {o for o, p, _ in jobs if p == period} == set(emails)
+        assert {o for o, p, _ in jobs if p == period} <= set(emails)
+    assert len(finished_periods()) >= 3
     # procrastinate deferred each period's tick once, whatever the number of workers.
     ticks = query(
         postgres_url, "SELECT args->>'timestamp' FROM procrastinate_jobs WHERE task_name = 'circleback.tick'"

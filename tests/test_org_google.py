@@ -11,8 +11,9 @@ import pytest
 from fake_google import FakeGoogle
 
 from connectors.google import OWNER_PROPERTY, SCOPES
-from daemon.config import load_settings
+from daemon.config import Settings, load_settings
 from daemon.org import cycle_person
+from daemon.org_metrics import render_metrics
 from daemon.people import People
 from daemon.store import Store
 
@@ -33,9 +34,8 @@ def ours(fake: FakeGoogle) -> list[tuple[str, str]]:
     return found
 
 
-def test_two_people_writing_into_one_calendar_keep_their_own_events(
-    tmp_path: Path, postgres_url: str, fake_google: FakeGoogle
-) -> None:
+def org_settings(tmp_path: Path, postgres_url: str, fake_google: FakeGoogle) -> Settings:
+    """The organisation's config: one Google calendar (the fake), reached with an authorized-user token."""
     token = tmp_path / "google-token.json"
     token.write_text(
         json.dumps(
@@ -56,7 +56,13 @@ def test_two_people_writing_into_one_calendar_keep_their_own_events(
         f'api_endpoint = "{fake_google.url}"\ntoken_uri = "{fake_google.token_uri}"\n',
         encoding="utf-8",
     )
-    settings = load_settings(config, environ={})
+    return load_settings(config, environ={})
+
+
+def test_two_people_writing_into_one_calendar_keep_their_own_events(
+    tmp_path: Path, postgres_url: str, fake_google: FakeGoogle
+) -> None:
+    settings = org_settings(tmp_path, postgres_url, fake_google)
     emails = ["ada@example.org", "bo@example.org"]
     with Store(postgres_url) as store:
         for email in emails:
@@ -77,3 +83,37 @@ def test_two_people_writing_into_one_calendar_keep_their_own_events(
     writes = [c for c in fake_google.api_calls() if c.method in ("POST", "PUT", "PATCH", "DELETE")]
     assert writes == []
     assert sorted(ours(fake_google)) == sorted(first)
+
+
+def _requests_metric(body: str) -> float:
+    sample = 'circleback_api_requests_total{calendar="google"} '
+    return float(next(line for line in body.splitlines() if line.startswith(sample)).split()[-1])
+
+
+def test_metrics_count_every_cycles_api_requests_per_calendar_on_every_replica(
+    tmp_path: Path, postgres_url: str, fake_google: FakeGoogle
+) -> None:
+    settings = org_settings(tmp_path, postgres_url, fake_google)
+    emails = ["ada@example.org", "bo@example.org"]
+    with Store(postgres_url) as store:
+        for email in emails:
+            People(store.engine).add(
+                email, name=email, plan_text=ADA.read_text(encoding="utf-8"), google_subject=None, now=NOW
+            )
+        assert "circleback_api_requests_total{" not in render_metrics(store.engine)
+    fake_google.clear_log()
+    for email in emails:
+        cycle_person(settings, email, NOW)
+    # What the fake received: each API call and each batch envelope (a call inside a batch is not a
+    # request of its own); token refreshes are not the Calendar API.
+    sent = len(fake_google.round_trips("api", "batch"))
+    assert sent > 0
+    # Two replicas, two engines: the same counter from the database.
+    with Store(postgres_url) as one, Store(postgres_url) as other:
+        first, second = render_metrics(one.engine), render_metrics(other.engine)
+    assert _requests_metric(first) == _requests_metric(second) == sent
+    assert "# TYPE circleback_api_requests_total counter" in first and "example.org" not in first
+
+    cycle_person(settings, emails[0], NOW)
+    with Store(postgres_url) as store:
+        assert _requests_metric(render_metrics(store.engine)) == len(fake_google.round_trips("api", "batch"))

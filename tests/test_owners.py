@@ -154,6 +154,11 @@ def test_every_table_carries_the_owner_in_its_unique_keys(db_url: str) -> None:
         for table in inspector.get_table_names():
             if table in ("alembic_version", "owner") or not is_circleback_object(table, "table"):
                 continue  # procrastinate's queue tables are its own, not an owner's
+            if table == "api_request_count":
+                # Organisation-wide by design: a Prometheus counter by calendar name, which must not go
+                # down when a person is purged and names nobody.
+                assert "owner_id" not in {c["name"] for c in inspector.get_columns(table)}
+                continue
             columns = {c["name"] for c in inspector.get_columns(table)}
             assert "owner_id" in columns, table
             keys = [c["column_names"] for c in inspector.get_unique_constraints(table)]

@@ -820,3 +820,18 @@ def test_starter_template_placement_example_parses_when_uncommented() -> None:
     placement = parse_plan("".join(lines), "plan.yaml").placement
     assert [str(w) for w in placement.prefer] == ["10:00-12:00", "14:00-16:30"]
     assert (placement.buffer, placement.max_per_day, placement.holidays) == (timedelta(minutes=15), 1, "GB")
+
+
+def test_the_countries_read_from_the_holidays_registry_are_the_packages_own_list() -> None:
+    # The plan checks a country against the registry (no country module imported); it must agree with the
+    # package's public listing, subdivisions included, or a valid plan would be refused.
+    import holidays
+
+    from schedules.plan import _holiday_countries, _subdivisions
+
+    listed = {
+        code: list(subs) for code, subs in holidays.list_supported_countries().items() if len(code) == 2
+    }
+    assert _holiday_countries() == set(listed)
+    for code in ("GB", "UK", "US", "DE", "FR", "IN", "AU", "CA"):
+        assert _subdivisions(code) == listed[code], code

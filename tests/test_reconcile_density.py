@@ -8,8 +8,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from builders import connection, london_plan
+from ics_reading import parse_calendar
 
-from connectors.ics_parse import MAX_PER_DAY, parse_calendar
+from connectors.ics_parse import MAX_PER_DAY
 from schedules.events import Interval
 from schedules.reconcile import reconcile
 

@@ -152,28 +152,21 @@ def test_serves_feed_reloads_plan_survives_bad_edit_and_stops_on_sigterm(
     assert service.feed_url().split("/feed/")[1].removesuffix(".ics") not in service.output()
 
 
-@pytest.mark.parametrize("spelling", ["same path", "symlink", "hard link", "relative path"])
-def test_second_service_on_same_sqlite_file_is_refused(
-    start: Callable[..., Running], workdir: Path, spelling: str
-) -> None:
+def test_second_service_on_same_sqlite_file_is_refused(start: Callable[..., Running], workdir: Path) -> None:
     database = workdir / "cb.db"
     first = start(f"sqlite:///{database}")
     first.wait_for(lambda: feed_ready(first), "the first service")
-    other = workdir / "elsewhere" / "other.db"
-    other.parent.mkdir()
-    if spelling == "symlink":
-        other.symlink_to(database)
-    elif spelling == "hard link":
-        other.hardlink_to(database)
-    elif spelling == "relative path":
-        other = Path("elsewhere/../cb.db")  # the services run in workdir
-    else:
-        other = database
-    second = start(f"sqlite:///{other}", port=free_port())
-    assert second.proc.wait(timeout=30) == 1, second.output()
-    assert "already using" in second.output()
-    assert f"pid {first.proc.pid}" in second.output()
-    assert first.proc.poll() is None
+    (workdir / "elsewhere").mkdir()
+    symlink, hard_link = workdir / "elsewhere" / "symlink.db", workdir / "elsewhere" / "hard-link.db"
+    symlink.symlink_to(database)
+    hard_link.hardlink_to(database)
+    # The services run in workdir, so the relative spelling names the same file too.
+    for other in (database, symlink, hard_link, Path("elsewhere/../cb.db")):
+        second = start(f"sqlite:///{other}", port=free_port())
+        assert second.proc.wait(timeout=30) == 1, (other, second.output())
+        assert "already using" in second.output(), other
+        assert f"pid {first.proc.pid}" in second.output(), other
+        assert first.proc.poll() is None
     assert first.stop() == 0
 
 
@@ -199,12 +192,13 @@ class SlowCalendar:
     def __init__(self) -> None:
         self.delay = 0.0
         self.requests = threading.Event()
+        self.released = threading.Event()  # set: answer now, whatever the delay
         calendar = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 calendar.requests.set()
-                time.sleep(calendar.delay)
+                calendar.released.wait(calendar.delay)
                 self.send_response(200)
                 self.send_header("Content-Type", "text/calendar")
                 self.send_header("Content-Length", str(len(calendar.BODY)))
@@ -256,6 +250,7 @@ def start_with_a_cycle_held_open(
 ) -> Running:
     """Start a service whose first cycle blocks in fetching a slow source calendar."""
     calendar.delay = 8.0
+    calendar.released.clear()
     calendar.requests.clear()
     service = start(*args, **kwargs)
     assert calendar.requests.wait(20), f"the first cycle did not start:\n{service.output()}"
@@ -427,6 +422,7 @@ def test_readyz_is_not_ready_while_the_first_cycle_has_not_rendered_the_feed(
     assert details["feed"] == "not rendered yet: waiting for the first cycle"
     assert details["cycle"].startswith("running for ")
     assert httpx.get(f"{service.base}/healthz", timeout=5).status_code == 200, "alive, just not ready"
+    slow_calendar.released.set()  # seen not ready; no need to sit out the rest of the delay
     service.wait_for(lambda: feed_ready(service), "the first cycle to finish", timeout=30)
     ready = httpx.get(f"{service.base}/readyz", timeout=5)
     assert ready.status_code == 200 and ready.json()["details"]["feed"] == "ok", ready.text

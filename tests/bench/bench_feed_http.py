@@ -592,7 +592,11 @@ def fmt(results: list[WrkResult]) -> str:
     rps = median([r.rps for r in results])
     spread = f"[{min(r.rps for r in results):.0f}-{max(r.rps for r in results):.0f}]"
     bad = sum(r.non_ok for r in results)
-    errs = " ".join(sorted({r.errors for r in results if r.errors}))
+    counts: dict[str, int] = {}
+    for r in results:  # "Socket errors: connect 0, read 0, write 0, timeout 5", summed over the rounds
+        for kind, n in re.findall(r"(\w+) (\d+)", r.errors):
+            counts[kind] = counts.get(kind, 0) + int(n)
+    errs = ", ".join(f"{n} {kind} errors" for kind, n in counts.items() if n)
     p99 = sorted(results, key=lambda r: r.rps)[len(results) // 2].latency_p99
     return (
         f"{rps:8.0f} {spread:>15} p99 {p99:>8}"

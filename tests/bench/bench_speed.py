@@ -1,32 +1,35 @@
-"""Benchmark: start-up, first read of a big export, the service's memory after it, `agenda` on it.
+"""Benchmark: start-up, warm commands on unchanged calendars, first read of a big export, service memory.
 
 Run on demand (minutes; the reference runs are the slow part):
-`.venv/bin/python tests/bench/bench_speed.py [--events 50000] [--years 10] [--runs 5] [--no-reference]`.
+`.venv/bin/python tests/bench/bench_speed.py [--events 50000] [--years 10] [--runs 5] [--no-reference]
+[--only startup,warm,commands,read,service]`.
 
 Every figure is measured in a child process (wall time, CPU time and peak RSS from wait4), side by side
-with its reference in the same run:
+with its reference in the same run, the two interleaved run by run so that a busy machine slows both:
 - `circleback --help` and `plan check` against `python -c pass`;
-- the first read of a ten-year export for the service's window (LOOKBACK before now to the default horizon
-  after it) against the code of commit ef983db (`git archive`, run with PYTHONPATH) and against plain
-  icalendar + recurring-ical-events;
-- `circleback run` (the shipped service, its HTTP side on a free port) resident memory once its first cycle
-  is done, with that export as its source and with none;
-- `circleback agenda` with that export as its source (a first run: it previews a dry-run cycle).
-The export is generated as tests/bench/bench_reconcile_read.py does, ending a few months after today.
+- warm: `circleback sync` with 5 connections and 3 ICS sources of 2,000 events each, nothing changed since
+  the last sync, against the code of commit ef983db (`git archive`, run with PYTHONPATH; each with its own
+  database, synced once before the timed runs);
+- commands: `circleback status` and `circleback agenda` with the ten-year export as the source, after a
+  sync, against ef983db the same way;
+- read: the first read of the ten-year export for the service's window (LOOKBACK before now to the default
+  horizon after it) against ef983db and against plain icalendar + recurring-ical-events;
+- service: `circleback run` (the shipped service, its HTTP side on a free port) resident memory once its
+  first cycle is done, with that export as its source and with none.
+The calendars are generated as tests/bench/bench_reconcile_read.py does, ending a few months after today.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +40,23 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 PLAN = ROOT / "tests" / "fixtures" / "plans" / "ada.yaml"
 REFERENCE_COMMIT = "ef983db"
+SECTIONS = ("startup", "warm", "commands", "read", "service")
+# Runs circleback's CLI from the tree given first, and refuses to run another one (an installed copy).
+CLI = """
+import sys
+tree = sys.argv.pop(1)
+import daemon
+assert daemon.__file__.startswith(tree), daemon.__file__
+from daemon.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+FIVE = """owner: {name: Bench Owner, email: owner@example.com}
+timezone: Europe/London
+mindset: Relationships first.
+working_hours: {days: [mon, tue, wed, thu, fri], start: "09:00", end: "17:30"}
+review: {every: month, duration: 30m}
+connections:
+"""
 LOOKBACK = timedelta(days=92)  # daemon.cycle.LOOKBACK
 HORIZON = timedelta(weeks=14)  # the default horizon
 
@@ -183,89 +203,198 @@ def service_rss(home: Path, sources: Sequence[str], timeout: float = 900) -> tup
             proc.wait()
 
 
+def generate(path: Path, events: int, years: int, now: datetime, seed: int = 1) -> None:
+    """An export of `events` over `years`, ending a few months after `now`."""
+    start = now - timedelta(days=years * 365) + timedelta(days=120)
+    bench_reconcile_read.START = start - timedelta(days=start.weekday())
+    bench_reconcile_read.generate_calendar(path, events, years, seed=seed)
+
+
+@dataclass(frozen=True)
+class Tree:
+    """A circleback to run: its source tree, and the environment that makes Python import it."""
+
+    name: str
+    root: Path
+    env: dict[str, str]
+
+    def cli(self, home: Path, *args: str) -> list[str]:
+        return [sys.executable, "-c", CLI, str(self.root), *args, "--db", f"sqlite:///{home}/circleback.db"]
+
+
+def reference_tree(work: Path, env: dict[str, str]) -> Tree:
+    old = work / "reference"
+    old.mkdir(exist_ok=True)
+    archive = subprocess.run(
+        ["git", "archive", REFERENCE_COMMIT, "daemon", "schedules", "connectors"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    return Tree(REFERENCE_COMMIT, old, {**env, "PYTHONPATH": str(old)})
+
+
+def home_for(work: Path, name: str) -> Path:
+    home = work / name
+    for sub in ("config", "data", "state"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def side_by_side(
+    trees: Sequence[Tree],
+    work: Path,
+    label: str,
+    setup: Sequence[str],
+    timed_args: Mapping[str, Sequence[str]],
+    runs: int,
+) -> list[str]:
+    """Per tree: its own home and database, `setup` run once (untimed), then each of `timed_args` run
+    `runs` times, every tree and command once per round."""
+    homes = {tree.name: home_for(work, f"{label}-{tree.name}") for tree in trees}
+    for tree in trees:
+        home = homes[tree.name]
+        done = subprocess.run(
+            tree.cli(home, *setup), env=env_for(home, **_extra(tree)), cwd=home, capture_output=True
+        )
+        if done.returncode not in (0, 1):
+            raise SystemExit(
+                f"{tree.name}: {' '.join(setup)}: exit {done.returncode}\n{done.stderr.decode()[-2000:]}"
+            )
+    results: dict[tuple[str, str], list[Run]] = {}
+    for _ in range(runs):
+        for name, args in timed_args.items():
+            for tree in trees:
+                home = homes[tree.name]
+                run = timed(tree.cli(home, *args), env=env_for(home, **_extra(tree)), cwd=home)
+                results.setdefault((name, tree.name), []).append(run)
+    lines = []
+    for name in timed_args:
+        for tree in trees:
+            lines.append(
+                row(f"{name}, {tree.name}", results[(name, tree.name)], f"median of {runs}, interleaved")
+            )
+        if len(trees) == 2:
+            mine, theirs = (statistics.median(r.wall for r in results[(name, t.name)]) for t in trees)
+            lines.append(f"| {name}: {trees[1].name} / {trees[0].name} | {theirs / mine:.1f}x | | | |")
+    return lines
+
+
+def _extra(tree: Tree) -> dict[str, str]:
+    return {"PYTHONPATH": tree.env["PYTHONPATH"]} if "PYTHONPATH" in tree.env else {}
+
+
+def warm_sync(trees: Sequence[Tree], work: Path, now: datetime, runs: int) -> list[str]:
+    """`circleback sync`, 5 connections, 3 sources of 2,000 events, nothing changed since the last sync."""
+    sources = []
+    for index in range(3):
+        path = work / f"source-{index}.ics"
+        generate(path, 2_000, 2, now, seed=index + 1)
+        sources += ["--source", str(path)]
+    plan = work / "five.yaml"
+    people = [
+        f"  - {{name: Person {i}, email: person{i}@example.com, stage: nurture, every: 2 weeks, "
+        f"duration: 30m, next_action: Call{', target: true' if i == 0 else ''}}}"
+        for i in range(5)
+    ]
+    plan.write_text(FIVE + "\n".join(people) + "\n")
+    sync = ["sync", "--plan", str(plan), *sources]
+    return side_by_side(trees, work, "warm", sync, {"warm circleback sync (3 x 2,000 events)": sync}, runs)
+
+
+def commands(trees: Sequence[Tree], work: Path, export: Path, runs: int) -> list[str]:
+    """`status` and `agenda` on the unchanged ten-year export, after a sync."""
+    given = ["--plan", str(PLAN), "--source", str(export)]
+    timed_args = {
+        "circleback status (export)": ["status", *given],
+        "circleback agenda (export)": ["agenda", *given],
+    }
+    return side_by_side(trees, work, "commands", ["sync", *given], timed_args, runs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--years", type=int, default=10)
-    parser.add_argument("--runs", type=int, default=5, help="runs of each start-up command (medians)")
-    parser.add_argument("--no-reference", action="store_true", help="skip the slow reference reads")
+    parser.add_argument("--runs", type=int, default=5, help="runs of each timed command (medians)")
+    parser.add_argument("--no-reference", action="store_true", help="skip the reference runs")
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"sections to run, of {','.join(SECTIONS)}"
+    )
     args = parser.parse_args(argv)
+    sections = set(args.only.split(","))
+    if sections - set(SECTIONS):
+        parser.error(f"--only: unknown section(s) {sorted(sections - set(SECTIONS))}")
 
     now = datetime.now(UTC).replace(microsecond=0)
     with tempfile.TemporaryDirectory() as work_dir:
         work = Path(work_dir)
         for sub in ("config", "data", "state"):
             (work / sub).mkdir()
+        env = env_for(work)
+        trees = [Tree("this branch", ROOT, env)]
+        if not args.no_reference:
+            trees.append(reference_tree(work, env))
         export = work / "export.ics"
         # Ten years ending a few months from now, so the service's window holds a realistic share.
-        start = (now - timedelta(days=args.years * 365) + timedelta(days=120)).replace(tzinfo=UTC)
-        bench_reconcile_read.START = start - timedelta(days=start.weekday())
-        bench_reconcile_read.generate_calendar(export, args.events, args.years)
+        generate(export, args.events, args.years, now)
         size = export.stat().st_size / 2**20
         print(f"export: {args.events:,} events over {args.years} years, {size:.1f} MiB; now = {now:%Y-%m-%d}")
-        env = env_for(work)
+        print(f"load average at the start: {load()} ({os.cpu_count()} CPUs)")
         lines = ["| figure | wall | CPU | peak RSS | note |", "|---|---|---|---|---|"]
-
         python = sys.executable
-        startup = median_runs(
-            {
-                "python -c pass": [python, "-c", "pass"],
-                "circleback --help": [python, "-m", "daemon.cli", "--help"],
-                "circleback plan check": [python, "-m", "daemon.cli", "plan", "check", str(PLAN)],
-            },
-            args.runs,
-            env,
-        )
-        for name, runs in startup.items():
-            lines.append(row(name, runs, f"median of {args.runs}, interleaved"))
 
-        read_args = [str(export), now.isoformat()]
-        current = timed([python, "-c", READ, *read_args, str(ROOT)], env=env, cwd=ROOT)
-        lines.append(row("first read, this branch (whole process)", [current], current.out))
-        if not args.no_reference:
-            old = work / "reference"
-            old.mkdir()
-            archive = subprocess.run(
-                ["git", "archive", REFERENCE_COMMIT, "daemon", "schedules", "connectors"],
-                cwd=ROOT,
-                check=True,
-                capture_output=True,
-            ).stdout
-            subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
-            old_env = {**env, "PYTHONPATH": str(old)}
-            reference = timed([python, "-c", READ, *read_args, str(old)], env=old_env, cwd=old)
-            lines.append(row(f"first read, {REFERENCE_COMMIT} (whole process)", [reference], reference.out))
-            plain = timed([python, "-c", PLAIN, *read_args], env=env, cwd=work)
-            lines.append(row("first read, icalendar + recurring-ical-events", [plain], plain.out))
-            for what, mine, theirs in (
-                ("wall", current.wall, reference.wall),
-                ("CPU", current.cpu, reference.cpu),
-            ):
+        if "startup" in sections:
+            startup = median_runs(
+                {
+                    "python -c pass": [python, "-c", "pass"],
+                    "circleback --help": [python, "-m", "daemon.cli", "--help"],
+                    "circleback plan check": [python, "-m", "daemon.cli", "plan", "check", str(PLAN)],
+                },
+                args.runs,
+                env,
+            )
+            for name, runs in startup.items():
+                lines.append(row(name, runs, f"median of {args.runs}, interleaved"))
+        if "warm" in sections:
+            lines += warm_sync(trees, work, now, args.runs)
+        if "commands" in sections:
+            lines += commands(trees, work, export, args.runs)
+        if "read" in sections:
+            lines += first_read(trees, work, export, now)
+        if "service" in sections:
+            ready, rss = service_rss(work / "service-export", [str(export)])
+            idle_ready, idle_rss = service_rss(work / "service-none", [])
+            for name, seconds, mib in (("export as source", ready, rss), ("no source", idle_ready, idle_rss)):
                 lines.append(
-                    f"| first read {what}: {REFERENCE_COMMIT} / this branch | {theirs / mine:.1f}x | | | |"
+                    f"| circleback run, {name} | {seconds:.1f} s to ready | | {mib:.0f} MiB idle | VmRSS |"
                 )
-            shutil.rmtree(old)
-
-        ready, rss = service_rss(work / "service-export", [str(export)])
-        idle_ready, idle_rss = service_rss(work / "service-none", [])
-        lines.append(
-            f"| circleback run, export as source | {ready:.1f} s to ready | | {rss:.0f} MiB idle | VmRSS |"
-        )
-        lines.append(
-            f"| circleback run, no source | {idle_ready:.1f} s to ready | | {idle_rss:.0f} MiB idle | VmRSS |"
-        )
-
-        agenda_home = work / "agenda"
-        for sub in ("config", "data", "state"):
-            (agenda_home / sub).mkdir(parents=True)
-        agenda = timed(
-            [python, "-m", "daemon.cli", "agenda", "--plan", str(PLAN), "--source", str(export)],
-            env=env_for(agenda_home),
-            cwd=agenda_home,
-        )
-        lines.append(row("circleback agenda, export as source", [agenda], "first run (preview cycle)"))
+        print(f"load average at the end: {load()}")
         print("\n".join(lines))
     return 0
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def first_read(trees: Sequence[Tree], work: Path, export: Path, now: datetime) -> list[str]:
+    """The first read of the export for the service's window, by each tree, and by the plain libraries."""
+    read_args = [str(export), now.isoformat()]
+    lines = []
+    walls: dict[str, Run] = {}
+    for tree in trees:
+        run = timed([sys.executable, "-c", READ, *read_args, str(tree.root)], env=tree.env, cwd=tree.root)
+        walls[tree.name] = run
+        lines.append(row(f"first read, {tree.name} (whole process)", [run], run.out))
+    if len(trees) == 2:
+        plain = timed([sys.executable, "-c", PLAIN, *read_args], env=trees[0].env, cwd=work)
+        lines.append(row("first read, icalendar + recurring-ical-events", [plain], plain.out))
+        mine, theirs = walls[trees[0].name], walls[trees[1].name]
+        for what, a, b in (("wall", mine.wall, theirs.wall), ("CPU", mine.cpu, theirs.cpu)):
+            lines.append(f"| first read {what}: {trees[1].name} / {trees[0].name} | {b / a:.1f}x | | | |")
+    return lines
 
 
 if __name__ == "__main__":
