@@ -244,7 +244,15 @@ def _people_parser(commands: Any, command: Callable[..., argparse.ArgumentParser
     remove = command("remove", "stop running a person's cycles", people_commands)
     remove.add_argument("email", metavar="EMAIL")
     remove.add_argument(
-        "--purge", action="store_true", help="also delete their plans, log, placements and calendar state"
+        "--purge",
+        action="store_true",
+        help="also remove circleback's events from their calendars, then delete their plans, log, "
+        "placements and feed",
+    )
+    remove.add_argument(
+        "--keep-remote-events",
+        action="store_true",
+        help="with --purge: leave circleback's events in their calendars (when those cannot be reached)",
     )
 
 
@@ -1068,11 +1076,37 @@ def cmd_people_set_sources(args: argparse.Namespace) -> int:
 
 
 def cmd_people_remove(args: argparse.Namespace) -> int:
+    if args.keep_remote_events and not args.purge:
+        raise BadInput("--keep-remote-events goes with --purge (a removal without it keeps everything)")
     with _people(args) as people:
+        if args.purge and not args.keep_remote_events and not _purge_remote_events(args):
+            return EXIT_FAILURE
         people.remove(args.email, purge=args.purge)
     what = "removed with everything they owned" if args.purge else "removed (their history is kept)"
     print(f"{owner_key(args.email)}: {what}")
     return EXIT_OK
+
+
+def _purge_remote_events(args: argparse.Namespace) -> bool:
+    """Remove circleback's events from the person's calendars; False (said why) if one was not reached."""
+    from daemon.purge import remove_remote_events
+
+    outcome = remove_remote_events(load_settings(overrides=flag_overrides(args)), owner_key(args.email))
+    for calendar, count in outcome.removed.items():
+        print(f"calendar {calendar}: {count} event(s) of circleback removed")
+    for unreached in outcome.unreached:
+        print(
+            f"calendar {unreached.calendar}: cannot remove circleback's events: {unreached.reason}",
+            file=sys.stderr,
+        )
+    if outcome.complete:
+        return True
+    print(
+        f"{owner_key(args.email)} was not removed and nothing of theirs was deleted; run it again once "
+        "the calendar can be reached, or add --keep-remote-events to leave those events in place",
+        file=sys.stderr,
+    )
+    return False
 
 
 HANDLERS[("people", "add")] = cmd_people_add

@@ -76,7 +76,9 @@ SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
 POSTGRES_CONNECT_TIMEOUT_S: Final = 10
 # Any fixed number works; it only has to be the same for every circleback process on one server.
 _MIGRATION_LOCK_ID: Final = 0x0C1C1EBAC
-_WRITE_LOCK_ID: Final = 0x0C1C1EBAD
+# Writes take pg_advisory_xact_lock(_WRITE_LOCK_CLASS, owner id): the two-int form (int4 keys), its own
+# key space, so one owner's writers queue behind each other and different owners never wait.
+_WRITE_LOCK_CLASS: Final = 0x0C1CEBAD
 
 
 class StoreError(Exception):
@@ -414,21 +416,25 @@ class Store:
         owner: str = DEFAULT_OWNER,
         clock: Callable[[], datetime] = _now,
         migrate: bool = True,
+        engine: Engine | None = None,
     ) -> None:
+        """`engine`: an engine of the same URL to share (an organisation worker runs every person's
+        cycle on one engine: its connections and compiled statements); closing the store leaves it open."""
         if not isinstance(owner, str) or not owner.strip() or owner != owner.strip():
             raise ValueError(f"an owner key must be a non-empty string without surrounding spaces: {owner!r}")
         self.url = normalise_url(url)
         self._owner = owner
         self._owner_id: int | None = None
         self._clock = clock
-        self._engine = create_engine(self.url)
+        self._owns_engine = engine is None
+        self._engine = create_engine(self.url) if engine is None else engine
         self._write_engine = self._engine.execution_options(circleback_write=True)
         self._heads = script_heads()
         if migrate:
             try:
                 self.migrate("head")
             except BaseException:
-                self._engine.dispose()
+                self.close()
                 raise
 
     @staticmethod
@@ -470,7 +476,8 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        self._engine.dispose()
+        if self._owns_engine:
+            self._engine.dispose()
 
     # -- schema and readiness ------------------------------------------------------------------------------
 
@@ -529,13 +536,18 @@ class Store:
     def _write(self) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back if anything in it raises."""
         try:
-            self._ensure_owner()
+            owner_id = self._ensure_owner()
             with Session(self._write_engine, expire_on_commit=False) as session, session.begin():
                 if self.backend == "postgresql":
-                    # One writer at a time, as SQLite's BEGIN IMMEDIATE gives: every write reads what it
-                    # is about to change first, so two services on one database (starting together, say)
-                    # would otherwise both insert the same new rows and one would fail the cycle.
-                    session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _WRITE_LOCK_ID})
+                    # One writer per owner at a time, as SQLite's BEGIN IMMEDIATE gives: every write reads
+                    # what it is about to change first, so two services on one database (starting
+                    # together, say) would otherwise both insert the same new rows and one would fail the
+                    # cycle. Per owner, not global: every row a write touches is that owner's (every
+                    # unique key holds owner_id), and a global lock made all people's cycles queue for it.
+                    session.execute(
+                        text("SELECT pg_advisory_xact_lock(:lock, :owner)"),
+                        {"lock": _WRITE_LOCK_CLASS, "owner": owner_id},
+                    )
                 yield session
         except SQLAlchemyError as exc:
             raise StoreError(

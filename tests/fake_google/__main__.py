@@ -25,8 +25,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 (the default) picks a free port")
     parser.add_argument("--user", action="append", default=[], help="create this user (repeatable)")
+    parser.add_argument(
+        "--users-file", type=Path, help="create the users listed in this file, one email a line (quietly)"
+    )
+    parser.add_argument(
+        "--service-account",
+        action="append",
+        default=[],
+        help="a service account (client_email) with domain-wide delegation (repeatable)",
+    )
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every HTTP request")
     args = parser.parse_args(argv)
     fake = FakeGoogle(host=args.host, port=args.port)
+    fake.latency = args.latency_ms / 1000
+    for account in args.service_account:
+        fake.add_service_account(account)
+    if args.users_file is not None:
+        for line in args.users_file.read_text(encoding="utf-8").split():
+            fake.add_user(line.strip())
     print(fake.url, flush=True)
     for user in args.user:
         token = fake.add_user(user)

@@ -40,6 +40,7 @@ MAX_BATCH_CALLS = 1000
 API_PREFIX = "/calendar/v3/"
 BATCH_PATH = "/batch/calendar/v3"
 TOKEN_PATH = "/token"
+STATS_PATH = "/_fake/stats"  # not Google's: what a test in another process reads (not logged itself)
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 _EVENTS = re.compile(r"^calendars/([^/]+)/events$")
@@ -83,6 +84,10 @@ class FakeGoogle:
         self._grants: dict[str, _Grant] = {}
         self._access: dict[str, tuple[str, datetime]] = {}
         self._service_accounts: set[str] = set()
+        self._undelegated: set[str] = set()
+        # Seconds added to EVERY HTTP request (a batch counts once), as a far-away server would: set it
+        # before or while serving. Requests wait in parallel (one thread each), like Google's.
+        self.latency = 0.0
         self._server = ThreadingHTTPServer((host, port), _Handler)
         self._server.daemon_threads = True
         self._server.fake = self  # type: ignore[attr-defined]
@@ -177,6 +182,20 @@ class FakeGoogle:
         with self._lock:
             self._service_accounts.add(client_email.lower())
 
+    def revoke_delegation(self, subject: str) -> None:
+        """The Workspace admin no longer lets service accounts act as `subject`: their token requests
+        answer `unauthorized_client` (as Google does when domain-wide delegation is withdrawn), and the
+        access tokens issued to them stop working (401, so a client asks for a new one)."""
+        with self._lock:
+            self._undelegated.add(subject.lower())
+            for access, (owner, _) in list(self._access.items()):
+                if owner == subject.lower():
+                    del self._access[access]
+
+    def restore_delegation(self, subject: str) -> None:
+        with self._lock:
+            self._undelegated.discard(subject.lower())
+
     def invalidate_sync_tokens(self, calendar_id: str | None = None) -> None:
         """Sync tokens issued so far (for one calendar or all) answer 410 fullSyncRequired."""
         with self._lock:
@@ -191,6 +210,7 @@ class FakeGoogle:
             self._grants.clear()
             self._access.clear()
             self._service_accounts.clear()
+            self._undelegated.clear()
             self.faults.clear()
             self.log.clear()
 
@@ -296,11 +316,15 @@ class FakeGoogle:
         parts = urllib.parse.urlsplit(target)
         query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
         path = parts.path
+        if path == STATS_PATH and method == "GET":
+            return self._stats()
         kind = "token" if path == TOKEN_PATH else "batch" if path == BATCH_PATH else "api"
         if kind == "api" and not path.startswith(API_PREFIX):
             kind = "other"
         call = Call(kind, method, path, query)
         index = self._record(call)
+        if self.latency > 0:
+            time.sleep(self.latency)
         fault = self.faults.decide(call)
         if fault is not None:
             call.fault = f"{fault.action}:{fault.kind}" if fault.kind else fault.action
@@ -322,6 +346,15 @@ class FakeGoogle:
             response = self._api_call(call, headers, body)
         call.status = response.status
         return response
+
+    def _stats(self) -> Response:
+        """Requests received so far by kind ("api", "batch", "token", "other"; "inner" = calls in
+        batches): for a benchmark that runs the fake in a process of its own."""
+        counts: dict[str, int] = {}
+        with self._lock:
+            for call in self.log:
+                counts[call.kind] = counts.get(call.kind, 0) + 1
+        return Response.json(200, counts)
 
     def _api_call(self, call: Call, headers: dict[str, str], body: bytes) -> Response:
         try:
@@ -469,6 +502,12 @@ class FakeGoogle:
                 return _oauth_error("invalid_grant", "Invalid JWT Signature.")
             if subject != issuer and subject not in self._store.calendars:
                 return _oauth_error("invalid_grant", "Invalid email or User ID")
+            if subject in self._undelegated:
+                return _oauth_error(
+                    "unauthorized_client",
+                    "Client is unauthorized to retrieve access tokens using this method, or client not "
+                    "authorized for any of the scopes requested.",
+                )
         return self._issue(subject, str(claims.get("scope") or CALENDAR_SCOPE))
 
     def _issue(self, user: str, scope: str) -> Response:
