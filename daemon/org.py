@@ -18,13 +18,9 @@ personal mode never imports this module).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
-import hashlib
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Final
 
 import procrastinate
@@ -33,17 +29,15 @@ from procrastinate.jobs import Status
 from sqlalchemy import Engine, text
 
 from connectors.address_guard import AddressGuard
-from connectors.base import Reader
-from connectors.fetch import Fetcher
-from connectors.ics_source import IcsSource
 from daemon import org_schema
 from daemon.app import build_calendars
-from daemon.config import FEED_CALENDAR, CalendarConfig, Settings
+from daemon.config import Settings
 from daemon.logs import setup_logging
 from daemon.org_metrics import record_api_requests
+from daemon.org_person import person_readers, person_settings
 from daemon.org_secret import person_marker_secret
 from daemon.owner_cycle import run_owner_cycle
-from daemon.people import People, Person, PersonSource
+from daemon.people import People
 from daemon.store import Store, normalise_url
 
 log = logging.getLogger("circleback.org")
@@ -83,68 +77,6 @@ def cron_for(period: timedelta) -> str:
     if seconds < 86400:
         return f"0 */{max(1, seconds // 3600)} * * *"
     return "0 0 * * *"
-
-
-def person_settings(settings: Settings, person: Person) -> Settings:
-    """The organisation's calendars as this person's: Google through domain-wide delegation as the
-    person, and no shared feed file (each person's feed is theirs alone)."""
-    calendars: list[CalendarConfig] = []
-    for calendar in settings.calendars:
-        if calendar.name == FEED_CALENDAR:
-            continue
-        if calendar.type == "google":
-            google = calendar.options["settings"]
-            if google.service_account_file is not None:
-                subject = person.google_subject or person.email
-                options = {**calendar.options, "settings": dataclasses.replace(google, subject=subject)}
-                calendar = dataclasses.replace(calendar, options=options)
-        calendars.append(calendar)
-    return dataclasses.replace(settings, calendars=tuple(calendars))
-
-
-def person_cache_dir(settings: Settings, email: str) -> Path:
-    """Where this replica keeps the last good copies of a person's own calendars: apart from everyone
-    else's, so one person's copy is never another's fallback. The name is a hash: no address on disk."""
-    return settings.state_dir / "people" / hashlib.sha256(email.encode("utf-8")).hexdigest()[:32] / "sources"
-
-
-def source_guard(settings: Settings) -> AddressGuard:
-    return AddressGuard(allow_private=settings.allow_private_sources)
-
-
-def person_readers(
-    settings: Settings,
-    email: str,
-    sources: list[PersonSource],
-    *,
-    taken: set[str],
-    default_tz: str,
-    marker_secret: Callable[[], bytes] | None = None,
-    guard: AddressGuard | None = None,
-) -> list[Reader]:
-    """The person's own calendars as readers: addresses only, every connection through the guard. A name
-    the organisation's calendars already use gets a suffix, so health and state stay apart."""
-    fetcher = Fetcher(
-        person_cache_dir(settings, email),
-        settings.source_timeout.total_seconds(),
-        guard=guard or source_guard(settings),
-    )
-    readers: list[Reader] = []
-    for source in sources:
-        name = source.name
-        while name.casefold() in taken:
-            name = f"{name} (own)"
-        taken.add(name.casefold())
-        reader = IcsSource(
-            name,
-            source.location,
-            cache_dir=fetcher.cache_dir,
-            default_tz=default_tz,
-            fetcher=fetcher,
-            marker_secret=marker_secret,
-        )
-        readers.append(reader)
-    return readers
 
 
 def cycle_person(

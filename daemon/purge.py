@@ -15,12 +15,15 @@ circleback's own deletions for the person's.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from connectors.base import ConnectorError, EventResult, Outcome
 from daemon.app import build_calendars
 from daemon.config import Settings
-from daemon.people import People, Person
+from daemon.org_person import person_settings
+from daemon.org_secret import person_marker_secret
+from daemon.people import People
 from daemon.store import Store
 
 
@@ -50,13 +53,16 @@ def remove_remote_events(settings: Settings, email: str) -> RemoteRemoval:
         people = People(store.engine)
         person = people.get(email)
         _text, plan = people.latest_plan(email)
-        own = _person_settings(settings, person)
+        own = person_settings(settings, person)
+        engine = store.engine
+        # The person's own key-marker secret, as their cycles use it: never the state directory's file.
+        secret = functools.cache(lambda: person_marker_secret(engine, email))
         removed: dict[str, int] = {}
         unreached: list[Unreached] = []
         results: dict[str, tuple[EventResult, ...]] = {}
         states: dict[str, dict[str, str]] = {}
         try:
-            writers = build_calendars(own, plan, owner=person.email).writers
+            writers = build_calendars(own, plan, owner=person.email, marker_secret=secret).writers
         except ConnectorError as exc:  # unreadable credentials: nothing can be reached
             return RemoteRemoval({}, [Unreached(exc.calendar, exc.reason)])
         for writer in writers:
@@ -92,10 +98,3 @@ def remove_remote_events(settings: Settings, email: str) -> RemoteRemoval:
                 event_results=results,
             )
         return RemoteRemoval(removed, unreached)
-
-
-def _person_settings(settings: Settings, person: Person) -> Settings:
-    # Organisation mode's own view of a person's calendars, so purge reaches exactly what cycles write.
-    from daemon.org import person_settings
-
-    return person_settings(settings, person)

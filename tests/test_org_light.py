@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_the_personal_mode_never_imports_procrastinate() -> None:
     probe = (
-        "import sys, daemon.cli, daemon.service, daemon.web, daemon.people, daemon.owner_cycle;"
+        # daemon.purge too: `people remove --purge` works on an install without the [org] extra.
+        "import sys, daemon.cli, daemon.service, daemon.web, daemon.people, daemon.owner_cycle, daemon.purge;"
         "print(sorted(m for m in sys.modules if m.startswith('procrastinate')))"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
@@ -68,3 +69,22 @@ def test_run_on_postgresql_with_people_starts_a_procrastinate_worker(
         output = proc.communicate(timeout=30)[0].decode()
     assert proc.returncode == 0, output
     assert "organisation mode" in output
+
+
+def test_people_remove_purge_works_without_the_org_extra(tmp_path: Path) -> None:
+    # Purging reaches the person's calendars as their cycles do, but must not need procrastinate: the
+    # probe makes importing it fail, as on an install without `circleback[org]`.
+    for sub in ("config", "data", "state"):
+        (tmp_path / sub).mkdir()
+    plan = REPO / "tests" / "fixtures" / "plans" / "ada.yaml"
+    probe = (
+        "import sys; sys.modules['procrastinate'] = None\n"
+        "from daemon.cli import main\n"
+        f"assert main(['people', 'add', 'ada@example.com', '--name', 'Ada', '--plan', {str(plan)!r}]) == 0\n"
+        "print(main(['people', 'remove', 'ada@example.com', '--purge']))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=xdg_env(tmp_path), capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("0") and "removed with everything they owned" in out.stdout
