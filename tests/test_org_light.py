@@ -57,13 +57,19 @@ def test_run_on_postgresql_with_people_starts_a_procrastinate_worker(
         stderr=subprocess.STDOUT,
     )
     try:
+        # Wait for a heartbeat after the one the worker registers with: procrastinate installs its SIGTERM
+        # handler between the two, and a SIGTERM before that ends the process by default (harmless then,
+        # no job has started; but this test is about the graceful stop).
         deadline = time.monotonic() + 30
+        beats: set[object] = set()
         workers = 0
-        while time.monotonic() < deadline and not workers:
+        while time.monotonic() < deadline and len(beats) < 2:
             time.sleep(0.5)
             with Store(postgres_url) as store, store.engine.connect() as conn:
-                workers = conn.execute(text("SELECT count(*) FROM procrastinate_workers")).scalar_one()
-        assert workers == 1
+                rows = conn.execute(text("SELECT last_heartbeat FROM procrastinate_workers")).all()
+            workers = len(rows)
+            beats.update(row[0] for row in rows)
+        assert workers == 1 and len(beats) >= 2
     finally:
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=30)[0].decode()
