@@ -401,7 +401,7 @@ def _schedule(args: argparse.Namespace) -> _Schedule:
     Re-planning here would show a schedule the feed does not have (other calendars, another moment).
     Only before the first sync, when nothing is placed yet, is a dry-run cycle shown as a preview.
     """
-    from schedules.decide import OPEN_STATUSES
+    from schedules.occurrence import OPEN_STATUSES
 
     settings = _settings(args)
     plan = load_plan(settings.plan)
@@ -774,7 +774,7 @@ def cmd_log_edit(args: argparse.Namespace) -> int:
 
 def cmd_done(args: argparse.Namespace) -> int:
     from daemon.store import REVIEW_CONNECTION
-    from schedules.decide import OPEN_STATUSES
+    from schedules.occurrence import OPEN_STATUSES
 
     settings = _settings(args)
     plan = load_plan(settings.plan)
@@ -824,7 +824,7 @@ def _done_again(store: Store, args: argparse.Namespace, key: str, occ: Occurrenc
 
 
 def cmd_plan_diff(args: argparse.Namespace) -> int:
-    from schedules.decide import OPEN_STATUSES
+    from schedules.occurrence import OPEN_STATUSES
 
     settings = _settings(args)
     load_plan(settings.plan)  # a broken plan is reported before anything is read

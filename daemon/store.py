@@ -36,8 +36,6 @@ from typing import TYPE_CHECKING, Any, Final, Self
 
 from sqlalchemy import Engine, event, inspect, text
 from sqlalchemy import create_engine as sa_create_engine
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
@@ -63,14 +61,13 @@ from daemon.dbtypes import (
 )
 from schedules.events import Interaction, InteractionKind, require_utc
 from schedules.model import REVIEW_LOG_NAME, Plan
-from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus, Revision
+from schedules.occurrence import OPEN_STATUSES, Occurrence, OccurrenceKind, OccurrenceStatus, Revision
 
 REVIEW_CONNECTION: Final = REVIEW_LOG_NAME
 DEFAULT_OWNER: Final = "default"
 EMPTY_MAPPING: Final[Mapping[str, Any]] = MappingProxyType({})
 # Owner ids are positive; a read for an owner that has no row yet matches nothing with this one.
 _NO_OWNER: Final = -1
-OPEN_STATUSES: Final = (OccurrenceStatus.PLANNED, OccurrenceStatus.PLACED)
 MIGRATIONS_DIR: Final = Path(__file__).resolve().with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS: Final = 10_000
 POSTGRES_CONNECT_TIMEOUT_S: Final = 10
@@ -1014,8 +1011,14 @@ def _check_source(source: str) -> None:
 
 
 def _insert_for(session: Session) -> Any:
-    dialect = session.get_bind().dialect.name
-    return pg_dialect.insert if dialect == "postgresql" else sqlite_dialect.insert
+    # Imported here: PostgreSQL's dialect module (and the asyncio it pulls in) costs a SQLite command 30 ms.
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert
 
 
 def dedupe_key(interaction: Interaction, occurrence_key: str | None = None) -> str:
@@ -1048,8 +1051,7 @@ def _insert_interaction(session: Session, values: Mapping[str, Any]) -> int | No
 def _insert_connection(session: Session, values: Mapping[str, Any]) -> bool:
     """Insert a connection unless another writer just did; True when this one inserted it."""
     table = table_of(ConnectionRow)
-    dialect = session.get_bind().dialect.name
-    insert = pg_dialect.insert if dialect == "postgresql" else sqlite_dialect.insert
+    insert = _insert_for(session)
     statement = (
         insert(table)
         .values(**values)

@@ -20,14 +20,20 @@ from schedules.cadence import format_duration
 from schedules.events import Interaction, Interval, Observation, require_utc
 from schedules.keys import base_key
 from schedules.model import REVIEW_LOG_NAME, Plan
-from schedules.occurrence import Occurrence, OccurrenceKind, OccurrenceStatus, Revision, revise
+from schedules.occurrence import (
+    OPEN_STATUSES,
+    TERMINAL_STATUSES,
+    Occurrence,
+    OccurrenceKind,
+    OccurrenceStatus,
+    Revision,
+    revise,
+)
 from schedules.planner import KICKOFF_KEY, REVIEWS, Unplaced, plan_placement
 from schedules.reconcile import Outcomes, TrackedOccurrence, reconcile
 
 # How long completed occurrences stay in the published feed, so a subscriber's calendar keeps them.
 FEED_HISTORY = timedelta(days=28)
-OPEN_STATUSES = (OccurrenceStatus.PLANNED, OccurrenceStatus.PLACED)
-TERMINAL_STATUSES = (OccurrenceStatus.COMPLETED, OccurrenceStatus.MISSED, OccurrenceStatus.SKIPPED)
 # The grace period used while verdicts are held back: long enough that nothing counts as missed.
 NO_VERDICT = timedelta(days=36500)
 

@@ -23,6 +23,11 @@ class OccurrenceStatus(StrEnum):
     MISSED = "missed"  # its time passed with no sign it happened
 
 
+# Open: still to happen or awaiting a verdict; terminal: settled, kept as history.
+OPEN_STATUSES = (OccurrenceStatus.PLANNED, OccurrenceStatus.PLACED)
+TERMINAL_STATUSES = (OccurrenceStatus.COMPLETED, OccurrenceStatus.MISSED, OccurrenceStatus.SKIPPED)
+
+
 @dataclass(frozen=True)
 class Occurrence:
     """A desired event. `key` says what it is (who, which due period), never where it landed."""
