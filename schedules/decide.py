@@ -64,9 +64,10 @@ class LogEntryLike(Protocol):
 class Decision:
     """What one cycle decided. `revisions` are the open occurrences to keep or write (new, changed or
     unchanged), `published` is everything a calendar should hold now (recent history, pending ones,
-    the revisions), `removed` the open keys to delete. `withheld` names, per calendar, the occurrences
-    under way that it no longer shows (the person removed them as they began): they are not written back
-    there, since an event created after its start would read back as having happened."""
+    the revisions), `removed` the open keys to delete. `withheld` names, per calendar read in full, the
+    occurrences already begun (under way or history) that it does not show (the person removed them, or
+    it refused them): they are not written back there, since an event created at or after its start
+    would read back as having happened."""
 
     outcomes: Outcomes
     revisions: tuple[Revision, ...]
@@ -193,10 +194,14 @@ def decide(
         key=lambda r: (r.occurrence.start, r.occurrence.uid),
     )
     shown = {(obs.source, obs.circleback_key) for obs in observations if obs.circleback_key}
+    # Everything that has begun, not only what awaits its verdict: history a calendar lost (the person
+    # deleted it, the calendar refused it) would be created in the past and read back as a meeting,
+    # under a UID the log has never seen, though what completed it was logged already.
+    begun = [r.occurrence.key for r in published if r.occurrence.start <= now]
     withheld = {
         calendar: lost
         for calendar in read_from
-        if (lost := frozenset(r.occurrence.key for r in pending if (calendar, r.occurrence.key) not in shown))
+        if (lost := frozenset(key for key in begun if (calendar, key) not in shown))
     }
     return Decision(
         withheld=withheld,

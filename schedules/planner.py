@@ -370,6 +370,9 @@ def _chain_of(occ: Occurrence) -> str:
     return f"touchpoint:{(occ.connection or '').casefold()}"
 
 
+_INSTANT = timedelta(microseconds=1)  # the smallest step a datetime takes
+
+
 def plan_placement(
     plan: Plan,
     *,
@@ -381,7 +384,7 @@ def plan_placement(
     previous: Mapping[str, Occurrence] = {},
     first_due: Mapping[str, date] = {},
 ) -> PlacementResult:
-    """The touchpoints and review blocks due up to the horizon, placed inside [now, now + horizon),
+    """The touchpoints and review blocks due up to the horizon, placed inside (now, now + horizon),
     sorted by start; and the demands that found no slot, with the reason.
 
     `first_due` maps a connection (name, case-folded) that has never been met to the local date its
@@ -403,7 +406,9 @@ def plan_placement(
         plan.working_hours,
         zone,
         busy,
-        now,
+        # Strictly after `now`: a slot that begins at `now` is under way as it is created, and a calendar
+        # that did not take it in that very cycle is never given it (see Decision.withheld).
+        now + _INSTANT,
         now + horizon,
         buffer=settings.buffer,
         holidays=public_holidays(settings.holidays, first_day, last_day),

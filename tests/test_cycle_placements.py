@@ -9,6 +9,7 @@ from pathlib import Path
 from connectors.memory import MemoryCalendar
 from daemon.cycle import run_cycle
 from daemon.store import Store
+from schedules.events import Attendee, PartStat
 from schedules.occurrence import OccurrenceStatus
 from schedules.plan import parse_plan
 
@@ -92,3 +93,42 @@ def test_an_event_the_person_removed_as_it_began_is_not_written_back(tmp_path: P
         assert status[key] is OccurrenceStatus.MISSED
         logged = {entry.occurrence_key for entry in store.interactions()}
         assert key not in logged, "no meeting was logged for it"
+
+
+def test_a_past_touchpoint_a_calendar_lost_is_not_written_back_once_settled(tmp_path: Path) -> None:
+    # Found by the cycle state machine: the person deletes a touchpoint as it begins (the calendar refuses
+    # it), then meets the contact over coffee; after the grace period the coffee completes the touchpoint.
+    # Written back into the healed calendar as history, the touchpoint read back as a second meeting.
+    plan = parse_plan(ADA.read_text(), str(ADA))
+    work = MemoryCalendar("work", owner_emails=["ada@example.com"])
+    with Store(f"sqlite:///{tmp_path / 'cb.db'}") as store:
+
+        def cycle(now: datetime) -> None:
+            run_cycle(plan, store, readers=[work], writers=[work], now=now, horizon=HORIZON, grace=GRACE)
+
+        cycle(START)
+        grace = min(
+            (e for e in work.events.values() if (e.circleback_key or "").startswith("touchpoint:grace")),
+            key=lambda e: e.start,
+        )
+        key = grace.circleback_key
+        assert key is not None
+        work.fail_writes(key, "quota exceeded")
+        work.delete_event(grace.uid)
+        cycle(grace.start)
+        coffee = grace.start + timedelta(hours=2)
+        work.add_event(
+            coffee,
+            coffee + timedelta(minutes=30),
+            "Coffee",
+            attendees=[Attendee("ada@example.com", PartStat.ACCEPTED), Attendee("grace@example.com")],
+        )
+        work.heal()
+        settled = grace.end + GRACE + timedelta(hours=3)
+        cycle(settled)
+        status = {row.key: row.status for row in store.occurrences()}
+        assert status[key] is OccurrenceStatus.COMPLETED, "completed by the coffee"
+        assert key not in {e.circleback_key for e in work.events.values()}, "not written back in the past"
+        cycle(settled)
+        met = [e.interaction.at for e in store.interactions() if e.interaction.connection == "Grace Hopper"]
+        assert met == [coffee], "one meeting, logged once"
