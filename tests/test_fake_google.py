@@ -22,6 +22,7 @@ from typing import Any
 import httplib2
 import pytest
 from fake_google import FakeGoogle
+from fake_google.keys import service_account_info
 from google.auth.exceptions import RefreshError
 from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build
@@ -859,23 +860,11 @@ def test_stand_alone_server_prints_its_url_and_serves(command: list[str]) -> Non
 
 
 def test_service_account_with_subject_acts_as_that_user(fake_google: FakeGoogle) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
     from google.oauth2 import service_account
 
     fake_google.add_user(OWNER)
     fake_google.add_service_account("circleback@project.iam.gserviceaccount.com")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    info = {
-        "type": "service_account",
-        "client_email": "circleback@project.iam.gserviceaccount.com",
-        "private_key": pem,
-        "private_key_id": "k1",
-        "token_uri": fake_google.token_uri,
-    }
+    info = service_account_info("circleback@project.iam.gserviceaccount.com", token_uri=fake_google.token_uri)
     base = service_account.Credentials.from_service_account_info(info, scopes=SCOPES)  # type: ignore[no-untyped-call]
     as_ada = service_for(fake_google, base.with_subject(OWNER))
     as_stranger = service_for(fake_google, base.with_subject("nobody@example.com"))

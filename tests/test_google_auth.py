@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 from cli_runner import xdg_env
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from fake_google import FakeGoogle
+from fake_google.keys import write_service_account
 from google.oauth2.credentials import Credentials
 from google_helpers import NOW, OWNER, WINDOW, ZONE, occurrences
 
@@ -221,24 +220,7 @@ def test_a_missing_token_file_says_how_to_get_one(tmp_path: Path, fake_google: F
 def test_a_service_account_acts_for_its_subject(tmp_path: Path, fake_google: FakeGoogle) -> None:
     fake_google.add_user(OWNER, time_zone=ZONE)
     fake_google.add_service_account("circleback@project.iam.gserviceaccount.com")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    account = tmp_path / "account.json"
-    account.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": "project",
-                "private_key_id": "k1",
-                "private_key": pem.decode(),
-                "client_email": "circleback@project.iam.gserviceaccount.com",
-                "client_id": "1",
-                "token_uri": "https://oauth2.googleapis.com/token",
-            }
-        )
-    )
+    account = write_service_account(tmp_path / "account.json", "circleback@project.iam.gserviceaccount.com")
     options = google_options(
         {
             "api_endpoint": fake_google.url,

@@ -3,14 +3,12 @@ version of the file, each person's calendar still acts as that person, and a rot
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from fake_google import FakeGoogle
+from fake_google.keys import write_service_account
 from google.oauth2 import service_account
 from google_helpers import NOW, WINDOW, ZONE, occurrences
 
@@ -23,20 +21,7 @@ PEOPLE = ("ada@example.org", "bo@example.org")
 
 
 def write_account(path: Path, client_email: str, key_id: str) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    info = {
-        "type": "service_account",
-        "project_id": "project",
-        "private_key_id": key_id,
-        "private_key": pem.decode(),
-        "client_email": client_email,
-        "client_id": "1",
-        "token_uri": "https://oauth2.googleapis.com/token",
-    }
-    path.write_text(json.dumps(info), encoding="utf-8")
+    write_service_account(path, client_email, key_id=key_id)
 
 
 def options(fake: FakeGoogle, account: Path, subject: str) -> GoogleOptions:

@@ -6,15 +6,13 @@ The organisation reaches everyone's calendar through one service account with do
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from cli_runner import Result, run_in_process
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from fake_google import FakeGoogle
+from fake_google.keys import write_service_account
 from sqlalchemy import text
 
 from connectors.google import KEY_PROPERTY, OWNER_PROPERTY
@@ -41,25 +39,6 @@ def ours(fake: FakeGoogle, calendar: str) -> list[str]:
     return found
 
 
-def service_account_file(path: Path) -> Path:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    info = {
-        "type": "service_account",
-        "project_id": "project",
-        "private_key_id": "k1",
-        "private_key": pem.decode(),
-        "client_email": ACCOUNT,
-        "client_id": "1",
-        "token_uri": "https://oauth2.googleapis.com/token",
-    }
-    path.write_text(json.dumps(info), encoding="utf-8")
-    path.chmod(0o600)
-    return path
-
-
 @pytest.fixture
 def organisation(tmp_path: Path, postgres_url: str, fake_google: FakeGoogle) -> Path:
     """A home whose config reaches everyone's primary calendar; both people have had a cycle."""
@@ -68,7 +47,7 @@ def organisation(tmp_path: Path, postgres_url: str, fake_google: FakeGoogle) -> 
     for email in PEOPLE:
         fake_google.add_user(email, time_zone="Europe/London")
     fake_google.add_service_account(ACCOUNT)
-    account = service_account_file(tmp_path / "account.json")
+    account = write_service_account(tmp_path / "account.json", ACCOUNT)
     config = tmp_path / "config" / "circleback" / "config.toml"
     config.parent.mkdir(parents=True)
     config.write_text(

@@ -44,11 +44,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+
+from fake_google.keys import write_service_account  # noqa: E402
 
 from daemon.config import load_settings  # noqa: E402
 from daemon.org import CONCURRENCY, CYCLE_TASK, TICK_TASK, conninfo, make_app, prepare  # noqa: E402
@@ -133,25 +134,6 @@ class FakeServer:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=10)
-
-
-def service_account(path: Path) -> Path:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    info = {
-        "type": "service_account",
-        "project_id": "bench",
-        "private_key_id": "k1",
-        "private_key": pem.decode(),
-        "client_email": ACCOUNT,
-        "client_id": "1",
-        "token_uri": "https://oauth2.googleapis.com/token",
-    }
-    path.write_text(json.dumps(info), encoding="utf-8")
-    path.chmod(0o600)
-    return path
 
 
 def write_config(home: Path, name: str, url: str, fake: str, account: Path) -> Path:
@@ -405,7 +387,7 @@ def main() -> None:
                 (home / sub).mkdir()
             fake = FakeServer(emails, args.latency_ms, home)
             try:
-                account = service_account(home / "account.json")
+                account = write_service_account(home / "account.json", ACCOUNT)
                 plan = PLAN.read_text(encoding="utf-8")
                 with Store(url) as store:
                     people = People(store.engine)
