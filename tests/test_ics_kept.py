@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import shutil
+import subprocess
+import sys
 import tempfile
 import zlib
 from collections.abc import Mapping
@@ -306,3 +310,47 @@ def test_the_service_stores_a_new_read_once_and_holds_no_parse(tmp_path: Path) -
     fresh = GuardedReader(restarted.source, clock=lambda: clock[0], fresh_for=timedelta(minutes=10))
     assert fresh.read(WINDOW, read.state).observations == read.observations
     assert restarted.source.parses == 0
+
+
+_PROBE = """
+import json, sys
+from daemon.cli import main
+try:
+    status = main(sys.argv[1:])
+except SystemExit as exc:
+    status = exc.code
+sys.stdout.flush()
+print("\\n" + json.dumps({"status": status, "parser": "connectors.ics_parse" in sys.modules}))
+"""
+
+
+def _command(home: Path, *args: str) -> tuple[int, bool]:
+    """A real `circleback` command in a fresh process: its exit status, and whether it loaded the parser."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CIRCLEBACK_")}
+    env.update({f"XDG_{d.upper()}_HOME": str(home / d) for d in ("config", "data", "state")})
+    proc = subprocess.run(
+        [sys.executable, "-c", _PROBE, *args], env=env, cwd=home, capture_output=True, text=True, timeout=120
+    )
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result["status"], result["parser"]
+
+
+def test_commands_on_an_unchanged_calendar_do_not_load_the_parser(tmp_path: Path) -> None:
+    path = tmp_path / "cal.ics"
+    path.write_bytes(DATA)
+    shutil.copy(Path(__file__).parent / "fixtures" / "plans" / "ada.yaml", tmp_path / "plan.yaml")
+    given = (
+        "--plan",
+        str(tmp_path / "plan.yaml"),
+        "--source",
+        str(path),
+        "--now",
+        "2026-03-20T08:00:00+00:00",
+    )
+    assert _command(tmp_path, "sync", *given) == (0, True)
+    assert _command(tmp_path, "sync", *given) == (0, False)  # read from the store
+    assert _command(tmp_path, "sync", "--dry-run", *given) == (0, False)
+    assert _command(tmp_path, "agenda", *given) == (0, False)
+    assert _command(tmp_path, "status", *given) == (0, False)
+    path.write_bytes(DATA.replace(b"SUMMARY:Weekly\r\n", b"SUMMARY:Weekly sync\r\n"))
+    assert _command(tmp_path, "sync", *given) == (0, True)  # changed: parsed again
