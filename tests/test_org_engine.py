@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fake_google import FakeGoogle
 from sqlalchemy import event
-from test_org_google import CALENDAR, org_settings
+from test_org_google import CALENDAR, add_people, org_settings
 
 from connectors.google import KEY_PROPERTY
 from daemon.org import cycle_person
@@ -28,11 +28,7 @@ def test_cycles_of_many_people_share_the_workers_connections(
     tmp_path: Path, postgres_url: str, fake_google: FakeGoogle
 ) -> None:
     settings = org_settings(tmp_path, postgres_url, fake_google)
-    with Store(postgres_url) as store:
-        for email in EMAILS:
-            People(store.engine).add(
-                email, name=email, plan_text=ADA.read_text(encoding="utf-8"), google_subject=None, now=NOW
-            )
+    add_people(postgres_url, EMAILS)
     worker = Store(postgres_url, migrate=False)
     connects: list[Any] = []
     event.listen(worker.engine, "connect", lambda conn, _record: connects.append(conn))

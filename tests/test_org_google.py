@@ -34,6 +34,15 @@ def ours(fake: FakeGoogle) -> list[tuple[str, str]]:
     return found
 
 
+def add_people(postgres_url: str, emails: list[str]) -> None:
+    """Everyone in `emails` with the five-connection plan, as `people add` does."""
+    with Store(postgres_url) as store:
+        for email in emails:
+            People(store.engine).add(
+                email, name=email, plan_text=ADA.read_text(encoding="utf-8"), google_subject=None, now=NOW
+            )
+
+
 def org_settings(tmp_path: Path, postgres_url: str, fake_google: FakeGoogle) -> Settings:
     """The organisation's config: one Google calendar (the fake), reached with an authorized-user token."""
     token = tmp_path / "google-token.json"
@@ -64,11 +73,7 @@ def test_two_people_writing_into_one_calendar_keep_their_own_events(
 ) -> None:
     settings = org_settings(tmp_path, postgres_url, fake_google)
     emails = ["ada@example.org", "bo@example.org"]
-    with Store(postgres_url) as store:
-        for email in emails:
-            People(store.engine).add(
-                email, name=email, plan_text=ADA.read_text(encoding="utf-8"), google_subject=None, now=NOW
-            )
+    add_people(postgres_url, emails)
     for email in emails:
         cycle_person(settings, email, NOW)
     first = ours(fake_google)
@@ -95,11 +100,8 @@ def test_metrics_count_every_cycles_api_requests_per_calendar_on_every_replica(
 ) -> None:
     settings = org_settings(tmp_path, postgres_url, fake_google)
     emails = ["ada@example.org", "bo@example.org"]
+    add_people(postgres_url, emails)
     with Store(postgres_url) as store:
-        for email in emails:
-            People(store.engine).add(
-                email, name=email, plan_text=ADA.read_text(encoding="utf-8"), google_subject=None, now=NOW
-            )
         assert "circleback_api_requests_total{" not in render_metrics(store.engine)
     fake_google.clear_log()
     for email in emails:
