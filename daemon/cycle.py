@@ -207,8 +207,9 @@ def run_cycle(
     results: dict[str, Sequence[EventResult]] = {}
     # An occurrence is placed only when every writable calendar holds it: a calendar that could not be
     # reached, or refused that one event, leaves it planned, and the next cycle writes it again.
-    # Occurrences under way (awaiting their verdict) are published too, and a calendar that lost one and
-    # refuses it again no longer holds it: they go through the same accounting.
+    # Occurrences under way (awaiting their verdict) are published too and go through the same
+    # accounting; one that a calendar no longer shows is withheld from it (never created after its start,
+    # see Decision.withheld), so it is not placed either.
     accounted = [*revisions, *decision.pending]
     placed = {r.occurrence.key for r in accounted}
     for writer in writers:
